@@ -1,0 +1,1 @@
+"""Graphs: loading them from the config file, and running them as streams of events."""

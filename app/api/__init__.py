@@ -1,0 +1,1 @@
+"""HTTP only: request models, routes and error mapping. No SQL, no Redis here."""

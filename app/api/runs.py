@@ -1,0 +1,343 @@
+"""Runs routes: on a thread, and stateless (a temporary thread)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from app.api.common import JSON, container
+from app.api.models import (
+    MAX_OFFSET,
+    BulkCancel,
+    RunCreate,
+    RunSearch,
+    RunStatus,
+    check_storable,
+)
+from app.container import Container
+from app.observability.logs import bind_run
+from app.services import runs as service
+from app.services.errors import Invalid
+from app.services.runs import RunRequest
+from app.stream.relay import follow, is_finished_after, only_modes
+from app.stream.sse import run_frames, sse_response
+
+router = APIRouter(tags=["runs"])
+
+MAX_BATCH = 1000
+
+
+def _request(body: RunCreate) -> RunRequest:
+    modes = body.stream_mode if isinstance(body.stream_mode, list) else [body.stream_mode]
+    return RunRequest(
+        assistant_id=body.assistant_id,
+        input=body.input,
+        command=body.command.model_dump(exclude_unset=True) if body.command else None,
+        metadata=body.metadata,
+        config=body.config,
+        context=body.context,
+        stream_mode=list(modes),
+        stream_subgraphs=body.stream_subgraphs,
+        stream_resumable=body.stream_resumable,
+        interrupt_before=body.interrupt_before,
+        interrupt_after=body.interrupt_after,
+        checkpoint_id=body.checkpoint_id,
+        checkpoint=body.checkpoint.model_dump() if body.checkpoint else None,
+        multitask_strategy=body.multitask_strategy,
+        if_not_exists=body.if_not_exists,
+        on_completion=body.on_completion,
+        on_disconnect=body.on_disconnect,
+        webhook=body.webhook,
+        durability=body.durability,
+        feedback_keys=body.feedback_keys,
+        after_seconds=body.after_seconds,
+        priority=body.priority,
+    )
+
+
+def _location(run: dict[str, Any], stateless: bool, follow: str | None = None) -> dict[str, str]:
+    """Content-Location names the run; Location is where the SDK reconnects if cut off."""
+    run_path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    headers = {"Content-Location": f"/runs/{run['run_id']}" if stateless else run_path}
+    if follow:
+        headers["Location"] = f"{run_path}/{follow}"
+    return headers
+
+
+def _parse_last_event_id(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        return max(int(value.split("-", 1)[0]), 0)
+    except ValueError:
+        return 0
+
+
+async def _create(
+    c: Container,
+    thread_id: uuid.UUID | None,
+    body: RunCreate,
+    idempotency_key: str | None,
+    *,
+    bind: bool = True,
+) -> tuple[dict[str, Any], RunRequest]:
+    req = _request(body)
+    run = await service.create(
+        c,
+        str(thread_id) if thread_id else None,
+        req,
+        stateless=thread_id is None,
+        idempotency_key=idempotency_key,
+    )
+    if bind:  # the rest of this request's log lines are about this run
+        bind_run(run["run_id"], run["thread_id"])
+    return run, req
+
+
+IdempotencyKey = Header(default=None, alias="Idempotency-Key", max_length=255)
+
+
+def _stream(c: Container, run: dict[str, Any], req: RunRequest, stateless: bool) -> Response:
+    async def cancel() -> None:
+        await service.cancel(c, None, run["run_id"], wait=False, action="interrupt")
+
+    frames = run_frames(
+        run["run_id"],
+        run["attempt"] + 1,
+        follow(c, run["run_id"], fresh=True),
+        on_disconnect=cancel if req.on_disconnect == "cancel" else None,
+    )
+    return sse_response(frames, headers=_location(run, stateless, "stream"))
+
+
+async def _wait(c: Container, run: dict[str, Any], stateless: bool) -> JSON:
+    final = await service.wait_terminal(c, run["run_id"])
+    body = service.wait_output(final) if final is not None else {}
+    return JSON(body, headers=_location(run, stateless, "join"))
+
+
+# -- on a thread --------------------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    idempotency_key: str | None = IdempotencyKey,
+    c: Container = Depends(container),
+) -> JSON:
+    run, _ = await _create(c, thread_id, body, idempotency_key)
+    return JSON(service.public(run), headers=_location(run, False))
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    idempotency_key: str | None = IdempotencyKey,
+    c: Container = Depends(container),
+) -> Response:
+    run, req = await _create(c, thread_id, body, idempotency_key)
+    return _stream(c, run, req, False)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: uuid.UUID,
+    body: RunCreate,
+    idempotency_key: str | None = IdempotencyKey,
+    c: Container = Depends(container),
+) -> JSON:
+    run, _ = await _create(c, thread_id, body, idempotency_key)
+    return await _wait(c, run, False)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: uuid.UUID,
+    limit: int = Query(10, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    status: RunStatus | None = None,
+    c: Container = Depends(container),
+) -> JSON:
+    rows = await service.list_for_thread(
+        c, str(thread_id), limit=limit, offset=offset, status=status
+    )
+    return JSON([service.public(r) for r in rows])
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: uuid.UUID, run_id: uuid.UUID, c: Container = Depends(container)
+) -> JSON:
+    return JSON(service.public(await service.get(c, str(thread_id), str(run_id))))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(
+    thread_id: uuid.UUID, run_id: uuid.UUID, c: Container = Depends(container)
+) -> JSON:
+    row = await service.join(c, str(thread_id), str(run_id))
+    return JSON(service.wait_output(row))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    request: Request,
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    cancel_on_disconnect: bool = False,
+    stream_mode: list[str] = Query(default=[]),
+    last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
+    c: Container = Depends(container),
+) -> Response:
+    run = await service.get(c, str(thread_id), str(run_id))
+    after = _parse_last_event_id(last_event_id)
+    if after and await is_finished_after(c, run["run_id"], after):
+        # 204 tells a browser's EventSource the stream is over: no reconnect loop.
+        return Response(status_code=204)
+
+    async def cancel() -> None:
+        await service.cancel(c, None, run["run_id"], wait=False, action="interrupt")
+
+    wanted = {m for m in stream_mode if m}
+    events = follow(c, run["run_id"], after)
+    frames = run_frames(
+        run["run_id"],
+        run["attempt"],
+        only_modes(events, wanted) if wanted else events,
+        on_disconnect=cancel if cancel_on_disconnect else None,
+    )
+    return sse_response(frames)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: uuid.UUID,
+    run_id: uuid.UUID,
+    wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+    c: Container = Depends(container),
+) -> Response:
+    await service.cancel(c, str(thread_id), str(run_id), wait=wait, action=action)
+    if wait:
+        return JSON({})
+    return Response(status_code=202)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(
+    thread_id: uuid.UUID, run_id: uuid.UUID, c: Container = Depends(container)
+) -> Response:
+    await service.delete(c, str(thread_id), str(run_id))
+    return Response(status_code=204)
+
+
+# -- operators ----------------------------------------------------------------------------
+
+
+@router.get("/runs")
+async def search_runs(
+    status: RunStatus | None = None,
+    limit: int = Query(10, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    metadata: str | None = Query(
+        default=None, description="A JSON object the runs' metadata must contain."
+    ),
+    thread_id: uuid.UUID | None = None,
+    c: Container = Depends(container),
+) -> JSON:
+    """Runs across threads, newest first: `?status=error` lists dead runs."""
+    rows = await service.search(
+        c,
+        status=status,
+        limit=limit,
+        offset=offset,
+        metadata=_json_object(metadata, "metadata"),
+        thread_id=str(thread_id) if thread_id else None,
+    )
+    return JSON([service.operator_view(r) for r in rows])
+
+
+@router.post("/runs/search")
+async def search_runs_post(body: RunSearch, c: Container = Depends(container)) -> JSON:
+    rows = await service.search(
+        c,
+        status=body.status,
+        limit=body.limit,
+        offset=body.offset,
+        metadata=body.metadata,
+        thread_id=body.thread_id,
+    )
+    return JSON([service.operator_view(r) for r in rows])
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(
+    body: BulkCancel,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+    c: Container = Depends(container),
+) -> Response:
+    await service.cancel_many(
+        c, thread_id=body.thread_id, run_ids=body.run_ids, status=body.status, action=action
+    )
+    return Response(status_code=204)
+
+
+@router.post("/runs/batch")
+async def create_batch(body: list[RunCreate], c: Container = Depends(container)) -> JSON:
+    if len(body) > MAX_BATCH:
+        raise Invalid(f"a batch holds at most {MAX_BATCH} runs, got {len(body)}")
+    created = []
+    for item in body:
+        run, _ = await _create(c, None, item, None, bind=False)
+        created.append(service.public(run))
+    return JSON(created)
+
+
+def _json_object(value: str | None, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise Invalid(f"{name} must be a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise Invalid(f"{name} must be a JSON object")
+    check_storable(parsed, name)
+    return parsed
+
+
+@router.post("/runs/{run_id}/requeue")
+async def requeue_run(run_id: uuid.UUID, c: Container = Depends(container)) -> JSON:
+    return JSON(service.public(await service.requeue(c, str(run_id))))
+
+
+# -- stateless ----------------------------------------------------------------------------
+
+
+@router.post("/runs")
+async def create_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> JSON:
+    run, _ = await _create(c, None, body, idempotency_key)
+    return JSON(service.public(run), headers=_location(run, True))
+
+
+@router.post("/runs/stream")
+async def stream_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> Response:
+    run, req = await _create(c, None, body, idempotency_key)
+    return _stream(c, run, req, True)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> JSON:
+    run, _ = await _create(c, None, body, idempotency_key)
+    return await _wait(c, run, True)

@@ -1,0 +1,75 @@
+"""The embedded broker: one process, everything in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict, deque
+from typing import Any
+
+from app.broker.base import Broker, Event, Subscription
+
+_FINISHED_LOG_TTL = 3600.0
+
+
+class MemoryBroker(Broker):
+    kind = "memory"
+    shared = False
+
+    def __init__(self, *, maxlen: int) -> None:
+        super().__init__()
+        self._maxlen = maxlen
+        self._wakeups: asyncio.Queue[None] = asyncio.Queue()
+        self._logs: dict[str, deque[Event]] = {}
+        self._finished: dict[str, float] = {}
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    async def wake(self) -> None:
+        self._wakeups.put_nowait(None)
+
+    async def wait_wake(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._wakeups.get(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._logs[run_id] = deque(maxlen=self._maxlen)
+        log.append(event)
+        for sub in self._subs.get(run_id, ()):
+            sub.queue.put_nowait(event)
+        if final:
+            self._finished[run_id] = time.monotonic()
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        horizon = time.monotonic() - _FINISHED_LOG_TTL
+        for run_id, ended in list(self._finished.items()):
+            if ended < horizon:
+                self._finished.pop(run_id, None)
+                self._logs.pop(run_id, None)
+
+    async def replay(self, run_id: str, after_seq: int) -> list[Event]:
+        return [e for e in self._logs.get(run_id, ()) if e.seq > after_seq]
+
+    async def subscribe(self, run_id: str) -> Subscription:
+        sub = Subscription(run_id)
+        self._subs[run_id].add(sub)
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.run_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                self._subs.pop(sub.run_id, None)
+
+    async def send_control(self, message: dict[str, Any]) -> None:
+        await self._dispatch_control(message)
+
+    async def drop_log(self, run_id: str) -> None:
+        self._logs.pop(run_id, None)
+        self._finished.pop(run_id, None)

@@ -1,0 +1,254 @@
+"""The Redis broker: a wake list, capped per-run streams as replay logs, pub/sub for live relay.
+
+Each process holds one pub/sub connection. Run channels are subscribed on it while a local
+listener wants them, and messages fan out to local queues. Every failure degrades to
+"no wake-up / no relay": callers fall back to Postgres and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.broker.base import RESYNC, Broker, Event, Subscription
+from app.broker.redis_url import connect
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIBE_CONFIRM_SECS = 2.0
+
+
+class RedisBroker(Broker):
+    kind = "redis"
+    shared = True
+
+    def __init__(self, uri: str, *, prefix: str, maxlen: int, ttl: int) -> None:
+        super().__init__()
+        self._uri = uri
+        self._prefix = prefix
+        self._maxlen = maxlen
+        self._ttl = ttl
+        self._redis = connect(uri)
+        self._wake_key = f"{prefix}wake"
+        self._control_channel = f"{prefix}control".encode()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subs: dict[str, set[Subscription]] = {}
+        self._confirms: dict[bytes, asyncio.Future[None]] = {}
+        self._healthy = False
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._dispatching: set[asyncio.Task[None]] = set()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _log_key(self, run_id: str) -> str:
+        return f"{self._prefix}run:{run_id}:events"
+
+    def _channel(self, run_id: str) -> bytes:
+        return f"{self._prefix}run:{run_id}".encode()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), 2.0))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="runyard-pubsub")
+        # Give a healthy Redis a moment so the first requests see the relay up; a down one
+        # does not delay start-up beyond this.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), 3.0)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self._close_pubsub()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        reconnect = False
+        while not self._closing:
+            try:
+                self._pubsub = self._redis.pubsub()
+                channels = [self._control_channel, *(self._channel(r) for r in self._subs)]
+                await self._pubsub.subscribe(*channels)
+                self._healthy = True
+                self._connected.set()
+                backoff = 0.05
+                if reconnect:
+                    log.info("redis pub/sub reconnected")
+                    for subs in self._subs.values():
+                        for sub in subs:
+                            sub.queue.put_nowait(Event(-1, RESYNC, b""))
+                reconnect = True
+                while True:
+                    message = await self._pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect later
+                if self._healthy:
+                    log.warning("redis pub/sub lost: %s", exc)
+                self._healthy = False
+                await self._close_pubsub()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel: bytes = message["channel"]
+        if kind == "subscribe":
+            future = self._confirms.pop(channel, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message":
+            return
+        payload: bytes = message["data"]
+        if channel == self._control_channel:
+            # Keep a reference: the loop holds tasks weakly.
+            task = asyncio.create_task(self._dispatch_control(orjson.loads(payload)))
+            self._dispatching.add(task)
+            task.add_done_callback(self._dispatching.discard)
+            return
+        run_id = channel[len(self._prefix) + 4 :].decode()
+        subs = self._subs.get(run_id)
+        if not subs:
+            return
+        event = _decode(payload)
+        for sub in subs:
+            sub.queue.put_nowait(event)
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    async def wake(self) -> None:
+        try:
+            await self._redis.rpush(self._wake_key, b"1")
+        except (RedisError, OSError) as exc:
+            self._healthy = False
+            log.debug("wake not sent, workers will poll: %s", exc)
+
+    async def wait_wake(self, timeout: float) -> bool:
+        try:
+            return await self._redis.blpop([self._wake_key], timeout=timeout) is not None
+        except (RedisError, OSError):
+            self._healthy = False
+            await asyncio.sleep(timeout)
+            return False
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
+        key = self._log_key(run_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(
+                    key,
+                    {b"e": event.event, b"d": event.data},
+                    id=f"{event.seq}-0",
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+                pipe.expire(key, self._ttl)
+                pipe.publish(self._channel(run_id), _encode(event))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Once per outage, not once per event: the pub/sub reader logs the recovery.
+            if self._healthy:
+                log.warning("events not relayed while Redis is unreachable: %s", exc)
+            self._healthy = False
+
+    async def replay(self, run_id: str, after_seq: int) -> list[Event]:
+        try:
+            entries = await self._redis.xrange(self._log_key(run_id), min=f"{after_seq + 1}-0")
+        except (RedisError, OSError) as exc:
+            self._healthy = False
+            log.warning("replay of run %s unavailable: %s", run_id, exc)
+            return []
+        return [
+            Event(int(entry_id.split(b"-", 1)[0]), fields[b"e"].decode(), fields[b"d"])
+            for entry_id, fields in entries
+        ]
+
+    async def subscribe(self, run_id: str) -> Subscription:
+        sub = Subscription(run_id)
+        subs = self._subs.get(run_id)
+        if subs:
+            subs.add(sub)
+            return sub
+        self._subs[run_id] = {sub}
+        channel = self._channel(run_id)
+        pubsub = self._pubsub
+        if pubsub is None or not self._healthy:
+            return sub  # the reader subscribes it on reconnect
+        future = asyncio.get_running_loop().create_future()
+        self._confirms[channel] = future
+        try:
+            await pubsub.subscribe(channel)
+            await asyncio.wait_for(future, _SUBSCRIBE_CONFIRM_SECS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("subscribe to run %s not confirmed: %s", run_id, exc)
+            self._confirms.pop(channel, None)
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.run_id)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if subs:
+            return
+        del self._subs[sub.run_id]
+        if self._pubsub is not None and self._healthy:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(self._channel(sub.run_id))
+
+    async def send_control(self, message: dict[str, Any]) -> None:
+        try:
+            await self._redis.publish(self._control_channel, orjson.dumps(message))
+        except (RedisError, OSError) as exc:
+            self._healthy = False
+            log.warning("control message not sent (Postgres fallback applies): %s", exc)
+
+    async def drop_log(self, run_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._log_key(run_id))
+
+
+def _encode(event: Event) -> bytes:
+    return b"%d\n%s\n%s" % (event.seq, event.event.encode(), event.data)
+
+
+def _decode(payload: bytes) -> Event:
+    seq, name, data = payload.split(b"\n", 2)
+    return Event(int(seq), name.decode(), data)

@@ -1,0 +1,165 @@
+"""create_app(): the FastAPI app. Its lifespan builds the container and starts the workers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.agents.config import apply_environment, load_config
+from app.agents.registry import GraphRegistry
+from app.api import assistants, crons, metrics, runs, store, system, threads
+from app.api.guards import ApiKeyGuard, BodyLimit
+from app.broker import create_broker
+from app.container import Container
+from app.observability import logs
+from app.services.assistants import ensure_defaults
+from app.services.errors import ServiceError
+from app.settings import Settings
+from app.store.checkpoint import Checkpoints
+from app.store.db import Database
+from app.store.longterm import LongTermStore, read_store_options
+from app.ui import router as ui
+from app.worker.pool import WorkerPool
+
+log = logging.getLogger("runyard")
+
+
+def configure_logging(level: str, json: bool = False) -> None:
+    logs.configure(level, json=json)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    project = load_config(settings.RUNYARD_CONFIG)
+    apply_environment(project)
+    registry = GraphRegistry(project)
+    registry.load()
+
+    db = Database(settings.sqlalchemy_url, pool_size=max(5, settings.N_JOBS_PER_WORKER + 5))
+    checkpoints = Checkpoints(
+        postgres_uri=settings.libpq_uri,
+        sqlite_path=settings.checkpoint_sqlite_path,
+        pool_size=max(5, settings.N_JOBS_PER_WORKER + 5),
+    )
+    longterm = LongTermStore(
+        postgres_uri=settings.libpq_uri,
+        sqlite_path=settings.store_sqlite_path,
+        pool_size=5,  # graphs' store calls are batched; API calls are short
+        options=read_store_options(project.path),
+    )
+    saver = await checkpoints.open()
+    memory = await longterm.open()
+
+    async def setup_storage() -> None:
+        await checkpoints.setup()
+        await longterm.setup()
+
+    await db.migrate(setup_storage)
+    await longterm.start()
+    registry.bind(saver, memory)
+
+    broker = create_broker(
+        settings.REDIS_URI,
+        prefix=settings.REDIS_KEY_PREFIX,
+        maxlen=settings.STREAM_REPLAY_MAXLEN,
+        ttl=settings.STREAM_REPLAY_TTL_SECS,
+    )
+    await broker.start()
+    c = Container(
+        settings=settings,
+        db=db,
+        broker=broker,
+        registry=registry,
+        checkpoints=checkpoints,
+        longterm=longterm,
+    )
+    await ensure_defaults(c)
+    pool = WorkerPool(c, settings.N_JOBS_PER_WORKER)
+    await pool.start()
+    app.state.container = c
+    app.state.pool = pool
+    log.info(
+        "runyard %s ready: %d graphs, %d workers, storage=%s, broker=%s",
+        __version__,
+        len(registry.graph_ids),
+        settings.N_JOBS_PER_WORKER,
+        "postgres" if db.is_postgres else "sqlite",
+        broker.kind,
+    )
+    try:
+        yield
+    finally:
+        await pool.stop(settings.BG_JOB_SHUTDOWN_GRACE_SECS)
+        await broker.close()
+        await longterm.close()
+        await checkpoints.close()
+        await db.dispose()
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Details go to the log, not to the client: they may hold SQL and its parameters.
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+    app = FastAPI(title="Runyard", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    # crons before runs: `/runs/crons...` must not be taken for `/runs/{run_id}...`.
+    routers = (
+        system.router,
+        assistants.router,
+        threads.router,
+        crons.router,
+        runs.router,
+        store.router,
+        ui.router,
+        metrics.router,
+    )
+    for router in routers:
+        app.include_router(router)
+    # Outermost last: CORS answers preflights before the key check; the size limit runs first.
+    if settings.api_keys:
+        open_paths = frozenset({"/metrics"}) if settings.METRICS_PUBLIC else frozenset()
+        app.add_middleware(ApiKeyGuard, keys=settings.api_keys, open_paths=open_paths)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "Content-Location",
+                "Location",
+                "X-Pagination-Total",
+                "X-Pagination-Next",
+            ],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    return app

@@ -1,0 +1,1 @@
+"""The run lifecycle, threads and assistants, in terms of store and broker."""

@@ -1,0 +1,458 @@
+"""The run lifecycle as the API sees it: create (multitask strategies), cancel, join, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from app.agents.executor import normalize_stream_modes
+from app.broker import Broker
+from app.broker.base import END, SEQ_PER_ATTEMPT
+from app.container import Container
+from app.observability import metrics
+from app.services import assistants as assistant_service
+from app.services.errors import Conflict, NotFound, ServiceError
+from app.store import idempotency
+from app.store.db import Database, utcnow
+from app.store.runs import Runs
+from app.store.tables import TERMINAL_RUN_STATUSES
+from app.store.threads import Threads
+
+Row = dict[str, Any]
+
+REJECT_DETAIL = (
+    "Thread is already running a task. Wait for it to finish or choose a different "
+    "multitask strategy."
+)
+# How often a waiter re-reads Postgres when no end-of-run message arrives (Redis down).
+JOIN_POLL_SECS = 1.0
+
+
+def public(row: Row) -> Row:
+    return {
+        "run_id": row["run_id"],
+        "thread_id": row["thread_id"],
+        "assistant_id": row["assistant_id"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "status": row["status"],
+        "metadata": row["metadata"] or {},
+        "kwargs": row["kwargs"] or {},
+        "multitask_strategy": row["multitask_strategy"],
+    }
+
+
+def operator_view(row: Row) -> Row:
+    """A run with what an operator needs besides: attempts, timings, error, priority."""
+    return {
+        **public(row),
+        "attempt": row["attempt"],
+        "error": row["error"],
+        "priority": row.get("priority", 0),
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+    }
+
+
+@dataclass
+class RunRequest:
+    """A validated run-creation body (see api/models.py)."""
+
+    assistant_id: str
+    input: Any = None
+    command: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    stream_mode: list[str] = field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: list[str] | str | None = None
+    interrupt_after: list[str] | str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    multitask_strategy: str = "enqueue"
+    if_not_exists: str = "reject"
+    on_completion: str = "delete"
+    on_disconnect: str = "continue"
+    webhook: str | None = None
+    durability: str | None = None
+    feedback_keys: list[str] | None = None
+    after_seconds: float | None = None
+    priority: int = 0
+
+
+def _merge_config(assistant: Row, req: RunRequest, ids: dict[str, str]) -> dict[str, Any]:
+    base = assistant["config"] or {}
+    run = req.config or {}
+    config: dict[str, Any] = {**base, **{k: v for k, v in run.items() if k != "configurable"}}
+    configurable = {**(base.get("configurable") or {}), **(run.get("configurable") or {}), **ids}
+    checkpoint = req.checkpoint or {}
+    checkpoint_id = req.checkpoint_id or checkpoint.get("checkpoint_id")
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    if checkpoint.get("checkpoint_ns"):
+        configurable["checkpoint_ns"] = checkpoint["checkpoint_ns"]
+    config["configurable"] = configurable
+    config["metadata"] = {**(base.get("metadata") or {}), **(run.get("metadata") or {})}
+    return config
+
+
+class Overloaded(ServiceError):
+    """Too many pending runs: the client should come back later."""
+
+    status_code = 503
+    retry_after = 5
+
+
+async def create(
+    c: Container,
+    thread_id: str | None,
+    req: RunRequest,
+    *,
+    stateless: bool = False,
+    idempotency_key: str | None = None,
+) -> Row:
+    if idempotency_key:
+        async with c.db.read() as conn:
+            known = await idempotency.run_for_key(conn, idempotency_key)
+        if known is not None and (existing := await c.runs.get(known)) is not None:
+            return existing
+    await _check_capacity(c)
+    try:
+        return await _create(c, thread_id, req, stateless, idempotency_key)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Another request with the same key won the race: answer with its run.
+        async with c.db.read() as conn:
+            known = await idempotency.run_for_key(conn, idempotency_key)
+        existing = await c.runs.get(known) if known else None
+        if existing is None:
+            raise
+        return existing
+
+
+_pending_cache: dict[str, float] = {"count": 0.0, "at": 0.0}
+
+
+async def _check_capacity(c: Container) -> None:
+    cap = c.settings.MAX_PENDING_RUNS
+    if not cap:
+        return
+    now = time.monotonic()
+    # One COUNT per process per half second is plenty to hold a bound.
+    if now - _pending_cache["at"] > 0.5:
+        _pending_cache["count"] = await c.runs.count_pending()
+        _pending_cache["at"] = now
+    if _pending_cache["count"] >= cap:
+        raise Overloaded(
+            f"{int(_pending_cache['count'])} runs are pending (MAX_PENDING_RUNS={cap}); "
+            f"retry in {Overloaded.retry_after} s"
+        )
+
+
+async def _create(
+    c: Container,
+    thread_id: str | None,
+    req: RunRequest,
+    stateless: bool,
+    idempotency_key: str | None,
+) -> Row:
+    assistant = await assistant_service.get(c, req.assistant_id)
+    graph_id = assistant["graph_id"]
+    if graph_id not in c.registry:
+        raise NotFound(f"Graph '{graph_id}' of assistant '{req.assistant_id}' is not loaded")
+    run_id = str(uuid.uuid4())
+    thread_id = thread_id or str(uuid.uuid4())
+    ids = {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "graph_id": graph_id,
+        "assistant_id": assistant["assistant_id"],
+    }
+    kwargs: dict[str, Any] = {
+        "input": req.input,
+        "command": req.command,
+        "config": _merge_config(assistant, req, ids),
+        "context": {**(assistant["context"] or {}), **(req.context or {})} or None,
+        "stream_mode": normalize_stream_modes(req.stream_mode),
+        "subgraphs": req.stream_subgraphs,
+        "interrupt_before": req.interrupt_before,
+        "interrupt_after": req.interrupt_after,
+        "webhook": req.webhook,
+        "feedback_keys": req.feedback_keys,
+        "temporary": stateless and req.on_completion == "delete",
+        "resumable": req.stream_resumable,
+        "durability": req.durability,
+    }
+    now = utcnow()
+    cancelled: list[Row] = []
+    ended_pending = 0
+    async with c.db.begin() as conn:
+        thread = await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)
+        if thread is None:
+            if not stateless and req.if_not_exists != "create":
+                raise NotFound(f"Thread with ID {thread_id} not found")
+            row = Threads.new_row(
+                thread_id,
+                {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
+                temporary=stateless and req.on_completion == "delete",
+            )
+            thread = await Threads.insert(conn, row)
+        else:
+            inflight = await Runs.inflight_for_thread(conn, thread_id)
+            if inflight:
+                if req.multitask_strategy == "reject":
+                    raise Conflict(REJECT_DETAIL)
+                if req.multitask_strategy in ("interrupt", "rollback"):
+                    ids_to_stop = [r["run_id"] for r in inflight]
+                    ended, asked = await Runs.cancel_inflight(
+                        conn, ids_to_stop, req.multitask_strategy
+                    )
+                    ended_pending = len(ended)
+                    if req.multitask_strategy == "rollback":
+                        for r in ended:
+                            await Runs.delete(conn, r["run_id"])
+                    cancelled = asked
+        # The thread's metadata reaches the run's checkpoints, as LangGraph records it.
+        kwargs["config"]["metadata"] = {
+            **(thread["metadata"] or {}),
+            **kwargs["config"]["metadata"],
+        }
+        run = await Runs.insert(
+            conn,
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "assistant_id": assistant["assistant_id"],
+                "created_at": now,
+                "updated_at": now,
+                "status": "pending",
+                "metadata": req.metadata or {},
+                "kwargs": kwargs,
+                "multitask_strategy": req.multitask_strategy,
+                "priority": req.priority,
+                "not_before": now + timedelta(seconds=req.after_seconds)
+                if req.after_seconds
+                else None,
+            },
+        )
+        metadata = {
+            **(thread["metadata"] or {}),
+            "graph_id": graph_id,
+            "assistant_id": assistant["assistant_id"],
+        }
+        await Threads.set_fields(conn, thread_id, status="busy", metadata=metadata)
+        if idempotency_key:
+            await idempotency.remember(
+                conn, idempotency_key, run_id, c.settings.IDEMPOTENCY_KEY_TTL_SECS
+            )
+    metrics.RUNS_CREATED.inc()
+    metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
+    for r in cancelled:
+        await c.broker.send_control(
+            {"type": "cancel", "run_id": r["run_id"], "action": req.multitask_strategy}
+        )
+    await c.broker.wake()
+    if req.after_seconds:
+        wake_later(c, req.after_seconds)
+    return run
+
+
+_delayed_wakes: set[asyncio.TimerHandle] = set()
+
+
+def wake_later(c: Container, delay: float) -> None:
+    """Wake a worker when a delayed run becomes due, instead of waiting for the next poll.
+    Best effort: if this process goes away, the workers' polling still finds the run."""
+    loop = asyncio.get_running_loop()
+
+    def fire() -> None:
+        _delayed_wakes.discard(handle)
+        task = loop.create_task(c.broker.wake())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    handle = loop.call_later(delay + 0.01, fire)
+    _delayed_wakes.add(handle)
+
+
+async def get(c: Container, thread_id: str | None, run_id: str) -> Row:
+    row = await c.runs.get(run_id, thread_id)
+    if row is None:
+        raise NotFound(f"Run {run_id} not found")
+    return row
+
+
+async def list_for_thread(
+    c: Container, thread_id: str, *, limit: int, offset: int, status: str | None
+) -> list[Row]:
+    if await c.threads.get(thread_id) is None:
+        raise NotFound(f"Thread with ID {thread_id} not found")
+    return await c.runs.list_for_thread(thread_id, limit=limit, offset=offset, status=status)
+
+
+async def wait_terminal(c: Container, run_id: str, timeout: float | None = None) -> Row | None:
+    """Block until the run is terminal (or gone: None). Woken by the run's end event;
+    re-reads Postgres every JOIN_POLL_SECS so it also returns with Redis down."""
+    sub = await c.broker.subscribe(run_id)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                row = await c.runs.get(run_id)
+                if row is None or row["status"] in TERMINAL_RUN_STATUSES:
+                    return row
+                while True:
+                    event = await sub.get(JOIN_POLL_SECS)
+                    if event is None or event.event == END:
+                        break
+    finally:
+        await c.broker.unsubscribe(sub)
+
+
+async def join(c: Container, thread_id: str | None, run_id: str) -> Row:
+    await get(c, thread_id, run_id)
+    row = await wait_terminal(c, run_id)
+    if row is None:
+        raise NotFound(f"Run {run_id} not found")
+    return row
+
+
+def wait_output(row: Row) -> Any:
+    """The body `runs/wait` and `join` answer: the final state values, or the error."""
+    if row["status"] == "error" and row.get("error"):
+        return {"__error__": row["error"]}
+    return row.get("output") if row.get("output") is not None else {}
+
+
+async def cancel(
+    c: Container, thread_id: str | None, run_id: str, *, wait: bool, action: str
+) -> Row | None:
+    row = await get(c, thread_id, run_id)
+    await stop_run(c.db, c.broker, row, action)
+    if wait:
+        return await wait_terminal(c, run_id)
+    return await c.runs.get(run_id)
+
+
+async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
+    """Cancel a pending or running run. A pending one ends at once; a running one gets the
+    request in Postgres (its worker's heartbeat reads it) and on the broker's control channel
+    (its worker stops it at once). Needs only the database and the broker, so
+    `runyard runs cancel` works without a server. Returns "ended", "asked" or "gone"."""
+    run_id = row["run_id"]
+    if row["status"] in TERMINAL_RUN_STATUSES:
+        raise NotFound(
+            "No matching runs to cancel. Please verify the thread ID and run IDs are correct, "
+            "and the runs haven't been deleted or completed."
+        )
+    async with db.begin() as conn:
+        ended, asked = await Runs.cancel_inflight(conn, [run_id], action)
+        for r in ended:
+            if action == "rollback":
+                await Runs.delete(conn, r["run_id"])
+            if not await Runs(db).thread_has_inflight(conn, r["thread_id"]):
+                thread = await Threads.get_for_update(conn, r["thread_id"], lock=False)
+                status = "interrupted" if thread and thread["interrupts"] else "idle"
+                await Threads.set_fields(conn, r["thread_id"], status=status)
+    # A pending run ends here; a running one ends when its worker stops it (and counts it).
+    metrics.RUNS_FINISHED.labels("interrupted").inc(len(ended))
+    if asked:
+        await broker.send_control({"type": "cancel", "run_id": run_id, "action": action})
+    if ended:
+        await broker.publish_end(
+            run_id, ended[0]["claims"] * SEQ_PER_ATTEMPT + 1, ended[0]["status"]
+        )
+    return "ended" if ended else "asked" if asked else "gone"
+
+
+async def search(
+    c: Container,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    metadata: dict[str, Any] | None = None,
+    thread_id: str | None = None,
+) -> list[Row]:
+    return await c.runs.search(
+        status=status, limit=limit, offset=offset, metadata=metadata, thread_id=thread_id
+    )
+
+
+BULK_CANCEL_LIMIT = 10_000
+
+
+async def cancel_many(
+    c: Container,
+    *,
+    thread_id: str | None,
+    run_ids: list[str] | None,
+    status: str | None,
+    action: str,
+) -> int:
+    """Cancel the runs named, or every in-flight run of a thread, or every run with a status;
+    runs that already ended are skipped. Returns how many were cancelled."""
+    if run_ids:
+        rows = await c.runs.search(
+            status=None, limit=BULK_CANCEL_LIMIT, offset=0, run_ids=run_ids, thread_id=thread_id
+        )
+        if not rows:
+            raise NotFound(f"No runs found with IDs {', '.join(run_ids[:10])}")
+    else:
+        wanted = ("pending", "running") if status in (None, "all") else (status,)
+        rows = await c.runs.search(
+            status=wanted, limit=BULK_CANCEL_LIMIT, offset=0, thread_id=thread_id
+        )
+    cancelled = 0
+    for row in rows:
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            continue
+        try:
+            await cancel(c, row["thread_id"], row["run_id"], wait=False, action=action)
+            cancelled += 1
+        except NotFound:
+            continue  # it ended meanwhile
+    return cancelled
+
+
+async def requeue(c: Container, run_id: str) -> Row:
+    return await requeue_run(c.db, c.broker, run_id)
+
+
+async def requeue_run(db: Database, broker: Broker, run_id: str) -> Row:
+    """Give a dead run (ended `error` or `timeout`) another go. Needs only the database and
+    the broker, so `runyard runs requeue` can call it without a server."""
+    row = await Runs(db).get(run_id)
+    if row is None:
+        raise NotFound(f"Run {run_id} not found")
+    async with db.begin() as conn:
+        requeued = await Runs.requeue(conn, run_id)
+        if requeued is None:
+            raise Conflict(
+                f"Run {run_id} is {row['status']}: only runs that ended error or timeout "
+                "can be requeued"
+            )
+        if await Threads.get_for_update(conn, row["thread_id"], lock=False) is None:
+            # Its temporary thread is gone: bring it back so the run has one.
+            await Threads.insert(conn, Threads.new_row(row["thread_id"], temporary=True))
+        await Threads.set_fields(conn, row["thread_id"], status="busy")
+    await broker.drop_log(run_id)
+    await broker.wake()
+    return requeued
+
+
+async def delete(c: Container, thread_id: str, run_id: str) -> None:
+    """Delete a run; a pending or running one is cancelled first, so its thread settles."""
+    row = await get(c, thread_id, run_id)
+    if row["status"] not in TERMINAL_RUN_STATUSES:
+        await cancel(c, thread_id, run_id, wait=True, action="interrupt")
+    async with c.db.begin() as conn:
+        await Runs.delete(conn, run_id)
+    await c.broker.drop_log(run_id)

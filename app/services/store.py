@@ -1,0 +1,94 @@
+"""The /store operations: calls on LangGraph's store, answered in the SDK's shapes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.store.base import NOT_PROVIDED, BaseStore, InvalidNamespaceError, Item, NotProvided
+
+from app.services.errors import Invalid, NotFound
+from app.store.db import as_utc
+
+
+def public(item: Item) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "namespace": list(item.namespace),
+        "key": item.key,
+        "value": item.value,
+        "created_at": as_utc(item.created_at),
+        "updated_at": as_utc(item.updated_at),
+    }
+    # Only a semantic search scores items; plain items keep the shape GET answers with.
+    score = getattr(item, "score", None)
+    if score is not None:
+        out["score"] = score
+    return out
+
+
+async def put_item(
+    store: BaseStore,
+    namespace: list[str],
+    key: str,
+    value: dict[str, Any],
+    *,
+    index: Literal[False] | list[str] | None = None,
+    ttl: float | None | NotProvided = NOT_PROVIDED,
+) -> None:
+    try:
+        await store.aput(tuple(namespace), key, value, index=index, ttl=ttl)
+    except InvalidNamespaceError as exc:
+        raise Invalid(str(exc)) from None
+
+
+async def get_item(
+    store: BaseStore, namespace: list[str], key: str, *, refresh_ttl: bool | None = None
+) -> dict[str, Any]:
+    item = await store.aget(tuple(namespace), key, refresh_ttl=refresh_ttl)
+    if item is None:
+        raise NotFound(f"item {key!r} not found in namespace {namespace}")
+    return public(item)
+
+
+async def delete_item(store: BaseStore, namespace: list[str], key: str) -> None:
+    """Deleting what is not there succeeds: the item is gone either way."""
+    await store.adelete(tuple(namespace), key)
+
+
+async def search_items(
+    store: BaseStore,
+    namespace_prefix: list[str],
+    *,
+    filter: dict[str, Any] | None,
+    limit: int,
+    offset: int,
+    refresh_ttl: bool | None,
+) -> dict[str, Any]:
+    # No semantic index is configured, so a `query` is not passed on: the answer is the
+    # namespace and filter match, newest first, as LangGraph's stores give it without one.
+    items = await store.asearch(
+        tuple(namespace_prefix),
+        filter=filter,
+        limit=limit,
+        offset=offset,
+        refresh_ttl=refresh_ttl,
+    )
+    return {"items": [public(i) for i in items]}
+
+
+async def list_namespaces(
+    store: BaseStore,
+    *,
+    prefix: list[str] | None,
+    suffix: list[str] | None,
+    max_depth: int | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    namespaces = await store.alist_namespaces(
+        prefix=tuple(prefix) if prefix else None,
+        suffix=tuple(suffix) if suffix else None,
+        max_depth=max_depth,
+        limit=limit,
+        offset=offset,
+    )
+    return {"namespaces": [list(ns) for ns in namespaces]}

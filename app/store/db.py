@@ -1,0 +1,131 @@
+"""The engine, transactions, and schema migration (Alembic, serialized by an advisory lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from app import serde
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+# Any fixed 64-bit number; every Runyard process agrees on it.
+MIGRATION_LOCK_KEY = 0x52_75_6E_79_61_72_64
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything Runyard stores is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Database:
+    """One engine per process. SQLite writes are serialized in-process: it has one writer anyway."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_postgres = url.startswith("postgresql")
+        kwargs: dict[str, Any] = {
+            "json_serializer": serde.dumps_str,
+            "json_deserializer": serde.loads,
+        }
+        if self.is_postgres:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+        else:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.update(connect_args={"timeout": 30})
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._write_lock = asyncio.Lock()
+        if not self.is_postgres:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction."""
+        if self.is_postgres:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(
+        self,
+        *also: Callable[[], Awaitable[None]],
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
+        """Upgrade to head, then run `also` (checkpointer set-up), one process at a time.
+        `on_wait` is called once if another process holds the migration lock."""
+        async with self.engine.connect() as conn:
+            if self.is_postgres:
+                # Poll with try-lock in autocommit: a session blocked inside pg_advisory_lock
+                # holds a snapshot, and the checkpointer's CREATE INDEX CONCURRENTLY in the
+                # process that has the lock would wait for it forever.
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                lock = text("SELECT pg_try_advisory_lock(:k)")
+                while not (await conn.execute(lock, {"k": MIGRATION_LOCK_KEY})).scalar():
+                    if on_wait is not None:
+                        on_wait()
+                        on_wait = None
+                    await asyncio.sleep(0.1)
+            try:
+                await asyncio.to_thread(upgrade_to_head, self.url)
+                for step in also:
+                    await step()
+            finally:
+                if self.is_postgres:
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}
+                    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_to_head(url: str) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")

@@ -1,0 +1,388 @@
+"""Every query on the runs table. `Runs.next` is the claim: one statement in Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.db import Database, as_utc, utcnow
+from app.store.filters import json_contains
+from app.store.tables import Timestamp, runs
+
+Row = dict[str, Any]
+
+INFLIGHT = ("pending", "running")
+
+_NEXT_POSTGRES = text(
+    """
+    WITH candidate AS (
+        SELECT r.seq FROM runs r
+        WHERE r.status = 'pending'
+          AND (r.not_before IS NULL OR r.not_before <= now())
+          AND NOT EXISTS (
+              SELECT 1 FROM runs o
+              WHERE o.thread_id = r.thread_id
+                AND (o.status = 'running' OR (o.status = 'pending' AND o.seq < r.seq))
+          )
+        ORDER BY r.priority DESC, r.seq
+        LIMIT 1
+        FOR UPDATE OF r SKIP LOCKED
+    )
+    UPDATE runs SET
+        status = 'running',
+        attempt = runs.attempt + 1,
+        claims = runs.claims + 1,
+        lease_owner = :owner,
+        lease_expires_at = now() + make_interval(secs => :lease),
+        started_at = now(),
+        updated_at = now()
+    FROM candidate
+    WHERE runs.seq = candidate.seq
+    RETURNING runs.*
+    """
+).columns(*runs.c)
+
+_NEXT_SQLITE_PICK = text(
+    """
+    SELECT r.seq FROM runs r
+    WHERE r.status = 'pending'
+      AND (r.not_before IS NULL OR r.not_before <= :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM runs o
+          WHERE o.thread_id = r.thread_id
+            AND (o.status = 'running' OR (o.status = 'pending' AND o.seq < r.seq))
+      )
+    ORDER BY r.priority DESC, r.seq
+    LIMIT 1
+    """
+).bindparams(bindparam("now", type_=Timestamp))
+
+
+def _row(mapping: Any) -> Row:
+    row = dict(mapping)
+    for key in ("created_at", "updated_at", "started_at", "ended_at", "lease_expires_at"):
+        if key in row:
+            row[key] = as_utc(row[key])
+    return row
+
+
+class Runs:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writes inside a caller's transaction ---------------------------------------------
+
+    @staticmethod
+    async def insert(conn: AsyncConnection, row: Row) -> Row:
+        result = await conn.execute(insert(runs).values(**row).returning(*runs.c))
+        return _row(result.mappings().one())
+
+    @staticmethod
+    async def inflight_for_thread(conn: AsyncConnection, thread_id: str) -> list[Row]:
+        result = await conn.execute(
+            select(runs)
+            .where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT))
+            .order_by(runs.c.seq)
+        )
+        return [_row(m) for m in result.mappings()]
+
+    @staticmethod
+    async def cancel_inflight(
+        conn: AsyncConnection, run_ids: Sequence[str], action: str
+    ) -> tuple[list[Row], list[Row]]:
+        """Stop the given runs: pending ones end at once, running ones get a cancel request.
+
+        Returns (ended pending runs, running runs now asked to stop).
+        """
+        now = utcnow()
+        ended = await conn.execute(
+            update(runs)
+            .where(runs.c.run_id.in_(run_ids), runs.c.status == "pending")
+            .values(status="interrupted", updated_at=now, ended_at=now, cancel_requested=action)
+            .returning(*runs.c)
+        )
+        ended_rows = [_row(m) for m in ended.mappings()]
+        asked = await conn.execute(
+            update(runs)
+            .where(runs.c.run_id.in_(run_ids), runs.c.status == "running")
+            .values(cancel_requested=action, updated_at=now)
+            .returning(*runs.c)
+        )
+        return ended_rows, [_row(m) for m in asked.mappings()]
+
+    # -- the claim ------------------------------------------------------------------------
+
+    async def next(self, owner: str, lease_secs: float) -> Row | None:
+        """Claim the oldest eligible pending run: none of its thread running, none older pending."""
+        try:
+            if self.db.is_postgres:
+                async with self.db.begin() as conn:
+                    result = await conn.execute(
+                        _NEXT_POSTGRES, {"owner": owner, "lease": lease_secs}
+                    )
+                    found = result.mappings().first()
+                    return _row(found) if found else None
+            async with self.db.begin() as conn:
+                now = utcnow()
+                seq = (await conn.execute(_NEXT_SQLITE_PICK, {"now": now})).scalar()
+                if seq is None:
+                    return None
+                result = await conn.execute(
+                    update(runs)
+                    .where(runs.c.seq == seq, runs.c.status == "pending")
+                    .values(
+                        status="running",
+                        attempt=runs.c.attempt + 1,
+                        claims=runs.c.claims + 1,
+                        lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_secs),
+                        started_at=now,
+                        updated_at=now,
+                    )
+                    .returning(*runs.c)
+                )
+                found = result.mappings().first()
+                return _row(found) if found else None
+        except IntegrityError:
+            # The one-running-per-thread index refused a claim that raced another: not ours.
+            return None
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, run_id: str, thread_id: str | None = None) -> Row | None:
+        query = select(runs).where(runs.c.run_id == run_id)
+        if thread_id is not None:
+            query = query.where(runs.c.thread_id == thread_id)
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).mappings().first()
+        return _row(found) if found else None
+
+    async def next_on_thread(self, thread_id: str, after_seq: int) -> Row | None:
+        """The thread's first run created after the run numbered `after_seq`."""
+        query = (
+            select(runs)
+            .where(runs.c.thread_id == thread_id, runs.c.seq > after_seq)
+            .order_by(runs.c.seq)
+            .limit(1)
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).mappings().first()
+        return _row(found) if found else None
+
+    async def thread_cursor(self, thread_id: str) -> int:
+        """Where a new follower of a thread starts: before its oldest run in flight, or after
+        its newest run when none is."""
+        async with self.db.read() as conn:
+            inflight = (
+                await conn.execute(
+                    select(func.min(runs.c.seq)).where(
+                        runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT)
+                    )
+                )
+            ).scalar()
+            if inflight is not None:
+                return int(inflight) - 1
+            newest = (
+                await conn.execute(
+                    select(func.max(runs.c.seq)).where(runs.c.thread_id == thread_id)
+                )
+            ).scalar()
+        return int(newest or 0)
+
+    async def list_for_thread(
+        self, thread_id: str, *, limit: int, offset: int, status: str | None
+    ) -> list[Row]:
+        query = select(runs).where(runs.c.thread_id == thread_id)
+        if status:
+            query = query.where(runs.c.status == status)
+        query = query.order_by(runs.c.seq.desc()).limit(limit).offset(offset)
+        async with self.db.read() as conn:
+            return [_row(m) for m in (await conn.execute(query)).mappings()]
+
+    async def search(
+        self,
+        *,
+        status: str | Sequence[str] | None,
+        limit: int,
+        offset: int,
+        metadata: dict[str, Any] | None = None,
+        thread_id: str | None = None,
+        run_ids: Sequence[str] | None = None,
+    ) -> list[Row]:
+        query = select(runs).where(
+            json_contains(runs.c.metadata, metadata, postgres=self.db.is_postgres)
+        )
+        if isinstance(status, str):
+            query = query.where(runs.c.status == status)
+        elif status:
+            query = query.where(runs.c.status.in_(list(status)))
+        if thread_id:
+            query = query.where(runs.c.thread_id == thread_id)
+        if run_ids is not None:
+            query = query.where(runs.c.run_id.in_(list(run_ids)))
+        query = query.order_by(runs.c.seq.desc()).limit(limit).offset(offset)
+        async with self.db.read() as conn:
+            return [_row(m) for m in (await conn.execute(query)).mappings()]
+
+    @staticmethod
+    async def requeue(conn: AsyncConnection, run_id: str) -> Row | None:
+        """A finished run back to `pending` with fresh attempts (an operator's decision)."""
+        result = await conn.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id, runs.c.status.in_(("error", "timeout")))
+            .values(
+                status="pending",
+                attempt=0,
+                retries=0,
+                error=None,
+                output=None,
+                not_before=None,
+                ended_at=None,
+                cancel_requested=None,
+                claims=0,
+                updated_at=utcnow(),
+            )
+            .returning(*runs.c)
+        )
+        found = result.mappings().first()
+        return _row(found) if found else None
+
+    async def count_pending(self) -> int:
+        async with self.db.read() as conn:
+            query = select(func.count()).select_from(runs).where(runs.c.status == "pending")
+            return int((await conn.execute(query)).scalar_one())
+
+    async def thread_has_inflight(self, conn: AsyncConnection, thread_id: str) -> bool:
+        query = select(exists().where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT)))
+        return bool((await conn.execute(query)).scalar())
+
+    # -- the running run's lifecycle ---------------------------------------------------------
+
+    async def heartbeat(self, run_ids: Iterable[str], owner: str, lease_secs: float) -> list[Row]:
+        """Renew leases; returns (run_id, cancel_requested) of the runs still ours."""
+        run_ids = list(run_ids)
+        if not run_ids:
+            return []
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id.in_(run_ids),
+                    runs.c.status == "running",
+                    runs.c.lease_owner == owner,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_secs))
+                .returning(runs.c.run_id, runs.c.cancel_requested)
+            )
+            return [dict(m) for m in result.mappings()]
+
+    @staticmethod
+    async def finish(
+        conn: AsyncConnection,
+        run_id: str,
+        owner: str,
+        *,
+        status: str,
+        error: Any = None,
+        output: Any = None,
+    ) -> Row | None:
+        now = utcnow()
+        result = await conn.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id, runs.c.status == "running", runs.c.lease_owner == owner)
+            .values(
+                status=status,
+                error=error,
+                output=output,
+                updated_at=now,
+                ended_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(*runs.c)
+        )
+        found = result.mappings().first()
+        return _row(found) if found else None
+
+    @staticmethod
+    async def delete(conn: AsyncConnection, run_id: str) -> Row | None:
+        result = await conn.execute(delete(runs).where(runs.c.run_id == run_id).returning(*runs.c))
+        found = result.mappings().first()
+        return _row(found) if found else None
+
+    async def retry_later(self, run_id: str, owner: str, delay_secs: float) -> bool:
+        """The agent failed and its config asks for retries: pending again after a backoff."""
+        now = utcnow()
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id == run_id, runs.c.status == "running", runs.c.lease_owner == owner
+                )
+                .values(
+                    status="pending",
+                    retries=runs.c.retries + 1,
+                    not_before=now + timedelta(seconds=delay_secs),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            return bool(result.rowcount)
+
+    async def release(self, run_ids: Sequence[str], owner: str) -> int:
+        """Hand runs back to `pending` without charging an attempt (a clean shutdown)."""
+        if not run_ids:
+            return 0
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id.in_(run_ids),
+                    runs.c.status == "running",
+                    runs.c.lease_owner == owner,
+                )
+                .values(
+                    status="pending",
+                    attempt=runs.c.attempt - 1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+            return result.rowcount or 0
+
+    async def sweep_expired(self, max_attempts: int) -> tuple[list[Row], list[Row]]:
+        """Runs whose worker vanished: back to `pending`, or `error` once out of attempts."""
+        now = utcnow()
+        expired = and_(runs.c.status == "running", runs.c.lease_expires_at < now)
+        async with self.db.begin() as conn:
+            dead = await conn.execute(
+                update(runs)
+                .where(expired, runs.c.attempt >= max_attempts)
+                .values(
+                    status="error",
+                    error={
+                        "error": "WorkerLost",
+                        "message": f"worker lost {max_attempts} times",
+                    },
+                    updated_at=now,
+                    ended_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+                .returning(*runs.c)
+            )
+            dead_rows = [_row(m) for m in dead.mappings()]
+            requeued = await conn.execute(
+                update(runs)
+                .where(expired, or_(runs.c.attempt < max_attempts))
+                .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=now)
+                .returning(*runs.c)
+            )
+            return [_row(m) for m in requeued.mappings()], dead_rows

@@ -1,0 +1,170 @@
+"""Every query on the threads table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.db import Database, as_utc, utcnow
+from app.store.filters import json_contains
+from app.store.tables import runs, threads
+
+Row = dict[str, Any]
+
+SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
+
+
+def _row(mapping: Any) -> Row:
+    row = dict(mapping)
+    row["created_at"] = as_utc(row["created_at"])
+    row["updated_at"] = as_utc(row["updated_at"])
+    if row.get("expires_at") is not None:
+        row["expires_at"] = as_utc(row["expires_at"])
+    return row
+
+
+def thread_status_after(
+    run_status: str, interrupts: dict[str, Any], inflight: bool, pending_nodes: bool = False
+) -> str:
+    """A thread's status once one of its runs ended: `interrupted` while its graph waits
+    (an interrupt, `interrupt_before`/`after`, or a cancelled run that left nodes to run), as
+    LangGraph reports it."""
+    if inflight:
+        return "busy"
+    if interrupts or (run_status in ("interrupted", "success") and pending_nodes):
+        return "interrupted"
+    if run_status in ("error", "timeout"):
+        return "error"
+    return "idle"
+
+
+class Threads:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def new_row(
+        thread_id: str, metadata: dict[str, Any] | None = None, *, temporary: bool = False
+    ) -> Row:
+        now = utcnow()
+        return {
+            "thread_id": thread_id,
+            "created_at": now,
+            "updated_at": now,
+            "metadata": metadata or {},
+            "status": "idle",
+            "values": None,
+            "interrupts": {},
+            "config": {},
+            "error": None,
+            "temporary": temporary,
+        }
+
+    @staticmethod
+    async def insert(conn: AsyncConnection, row: Row) -> Row:
+        result = await conn.execute(insert(threads).values(**row).returning(*threads.c))
+        return _row(result.mappings().one())
+
+    @staticmethod
+    async def get_for_update(conn: AsyncConnection, thread_id: str, *, lock: bool) -> Row | None:
+        query = select(threads).where(threads.c.thread_id == thread_id)
+        if lock:
+            query = query.with_for_update()
+        found = (await conn.execute(query)).mappings().first()
+        return _row(found) if found else None
+
+    async def get(self, thread_id: str) -> Row | None:
+        async with self.db.read() as conn:
+            found = (
+                (await conn.execute(select(threads).where(threads.c.thread_id == thread_id)))
+                .mappings()
+                .first()
+            )
+        return _row(found) if found else None
+
+    @staticmethod
+    async def set_fields(conn: AsyncConnection, thread_id: str, **values: Any) -> Row | None:
+        values.setdefault("updated_at", utcnow())
+        result = await conn.execute(
+            update(threads)
+            .where(threads.c.thread_id == thread_id)
+            .values(**values)
+            .returning(*threads.c)
+        )
+        found = result.mappings().first()
+        return _row(found) if found else None
+
+    async def patch_metadata(self, thread_id: str, metadata: dict[str, Any]) -> Row | None:
+        async with self.db.begin() as conn:
+            current = await self.get_for_update(conn, thread_id, lock=self.db.is_postgres)
+            if current is None:
+                return None
+            merged = {**(current["metadata"] or {}), **metadata}
+            return await self.set_fields(conn, thread_id, metadata=merged)
+
+    @staticmethod
+    async def delete_row(conn: AsyncConnection, thread_id: str) -> None:
+        """Only the thread: a temporary thread's runs stay readable after it goes."""
+        await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
+
+    async def delete(self, thread_id: str) -> bool:
+        async with self.db.begin() as conn:
+            await conn.execute(delete(runs).where(runs.c.thread_id == thread_id))
+            result = await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
+            return bool(result.rowcount)
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[Row]:
+        query = (
+            select(threads)
+            .where(threads.c.expires_at.is_not(None), threads.c.expires_at <= now)
+            .order_by(threads.c.expires_at)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [_row(m) for m in (await conn.execute(query)).mappings()]
+
+    async def search(
+        self,
+        *,
+        metadata: dict[str, Any] | None,
+        values: dict[str, Any] | None,
+        status: str | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+        sort_by: str,
+        sort_order: str,
+    ) -> list[Row]:
+        pg = self.db.is_postgres
+        query = select(threads).where(
+            threads.c.temporary.is_(False),
+            json_contains(threads.c.metadata, metadata, postgres=pg),
+            json_contains(threads.c["values"], values, postgres=pg),
+        )
+        if status:
+            query = query.where(threads.c.status == status)
+        if ids:
+            query = query.where(threads.c.thread_id.in_(list(ids)))
+        column = threads.c[sort_by if sort_by in SORTABLE else "created_at"]
+        query = query.order_by(column.asc() if sort_order == "asc" else column.desc())
+        query = query.limit(limit).offset(offset)
+        async with self.db.read() as conn:
+            return [_row(m) for m in (await conn.execute(query)).mappings()]
+
+    async def count(self, *, metadata: dict[str, Any] | None, status: str | None) -> int:
+        query = (
+            select(func.count())
+            .select_from(threads)
+            .where(
+                threads.c.temporary.is_(False),
+                json_contains(threads.c.metadata, metadata, postgres=self.db.is_postgres),
+            )
+        )
+        if status:
+            query = query.where(threads.c.status == status)
+        async with self.db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,1 @@
+"""Relaying a run's events to SSE clients: replay from Last-Event-ID, then live."""

@@ -1,0 +1,1 @@
+"""The dashboard at /ui: static files and one read-only overview endpoint."""

@@ -1,0 +1,134 @@
+"""Executing one claimed run: build its config, stream the graph, publish every event."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import serde
+from app.agents.executor import stream_graph
+from app.agents.registry import GraphRegistry
+from app.broker import Broker, Event
+from app.broker.base import SEQ_PER_ATTEMPT
+from app.observability import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """What a run has produced so far; filled in while it streams, read when it ends."""
+
+    run_id: str
+    seq: int
+    graph: Any = None
+    values: Any = None
+    interrupts: dict[str, Any] = field(default_factory=dict)
+    next_nodes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)  # for the run duration metric
+
+
+class EventEmitter:
+    def __init__(self, broker: Broker, progress: Progress) -> None:
+        self._broker = broker
+        self._progress = progress
+
+    async def emit(self, name: str, payload: Any) -> None:
+        try:
+            data = serde.dumps(payload)
+        except Exception as exc:  # an agent emitted something JSON cannot hold
+            data = serde.dumps({"unserializable": repr(payload), "reason": str(exc)})
+        self._progress.seq += 1
+        await self._broker.publish(self._progress.run_id, Event(self._progress.seq, name, data))
+        metrics.EVENTS_PUBLISHED.inc()
+
+
+def progress_for(run: dict[str, Any]) -> Progress:
+    return Progress(run_id=run["run_id"], seq=(run["claims"] - 1) * SEQ_PER_ATTEMPT)
+
+
+def run_config(run: dict[str, Any]) -> dict[str, Any]:
+    kwargs = run["kwargs"]
+    config = dict(kwargs.get("config") or {})
+    configurable = dict(config.get("configurable") or {})
+    configurable["thread_id"] = run["thread_id"]
+    configurable["run_id"] = run["run_id"]
+    config["configurable"] = configurable
+    metadata = dict(config.get("metadata") or {})
+    metadata.update(run["metadata"] or {})
+    metadata.update(
+        run_id=run["run_id"],
+        thread_id=run["thread_id"],
+        assistant_id=run["assistant_id"],
+        graph_id=configurable.get("graph_id"),
+        run_attempt=run["attempt"],
+    )
+    config["metadata"] = metadata
+    config["run_id"] = uuid.UUID(run["run_id"])
+    return config
+
+
+async def execute(
+    run: dict[str, Any], registry: GraphRegistry, emitter: EventEmitter, progress: Progress
+) -> None:
+    """Stream the run's graph to the broker. Raises what the graph raises."""
+    kwargs = run["kwargs"]
+    config = run_config(run)
+    graph_id = config["configurable"].get("graph_id")
+    graph = await registry.get(graph_id, config)
+    progress.graph = graph
+    graph_input, command = kwargs.get("input"), kwargs.get("command")
+    if run.get("claims", 1) > 1 and await _left_off_midway(graph, run):
+        # Claimed again after its worker was lost: go on from the run's last checkpoint
+        # instead of starting over, so finished nodes do not run twice.
+        graph_input, command = None, None
+        config["configurable"].pop("checkpoint_id", None)
+    async for name, payload in stream_graph(
+        graph,
+        input=graph_input,
+        command=command,
+        config=config,
+        context=kwargs.get("context"),
+        stream_modes=kwargs.get("stream_mode") or ["values"],
+        subgraphs=bool(kwargs.get("subgraphs")),
+        interrupt_before=kwargs.get("interrupt_before"),
+        interrupt_after=kwargs.get("interrupt_after"),
+        durability=kwargs.get("durability"),
+    ):
+        await emitter.emit(name, payload)
+
+
+async def _left_off_midway(graph: Any, run: dict[str, Any]) -> bool:
+    """Whether the thread's latest checkpoint was written by this run with nodes still to go."""
+    try:
+        snapshot = await graph.aget_state(
+            {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+        )
+    except Exception:
+        return False
+    return bool(snapshot.next) and (snapshot.metadata or {}).get("run_id") == run["run_id"]
+
+
+async def read_final_state(progress: Progress, thread_id: str) -> None:
+    """Final values and pending interrupts, from the checkpointer (the thread's truth)."""
+    if progress.graph is None:
+        return
+    try:
+        snapshot = await progress.graph.aget_state(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        )
+    except Exception as exc:
+        log.warning(
+            "state of thread %s unreadable after run %s: %s", thread_id, progress.run_id, exc
+        )
+        return
+    progress.values = serde.to_jsonable(snapshot.values)
+    progress.next_nodes = list(snapshot.next)
+    interrupts: dict[str, Any] = {}
+    for task in snapshot.tasks:
+        if task.interrupts:
+            interrupts[task.id] = serde.to_jsonable(list(task.interrupts))
+    progress.interrupts = interrupts

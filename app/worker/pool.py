@@ -1,0 +1,385 @@
+"""The worker pool of one process: claim, execute, heartbeat, cancel, finalize, sweep, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from app import serde
+from app.broker.base import SEQ_PER_ATTEMPT
+from app.container import Container
+from app.observability import metrics
+from app.observability.logs import run_context
+from app.services import runs as run_service
+from app.services import threads as thread_service
+from app.services.runs import wake_later
+from app.store import idempotency
+from app.store.db import utcnow
+from app.store.runs import Runs
+from app.store.threads import Threads, thread_status_after
+from app.worker.execute import EventEmitter, Progress, execute, progress_for, read_final_state
+from app.worker.scheduler import CronScheduler
+from app.worker.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+FINALIZE_RETRY_SECS = 120.0
+
+
+@dataclass
+class Active:
+    run: dict[str, Any]
+    task: asyncio.Task[None]
+    cancel_action: str | None = None  # "interrupt" / "rollback" once a cancel arrived
+    lost: bool = False  # our lease was taken: another process owns the run now
+
+
+def retry_delay(run: dict[str, Any]) -> float | None:
+    """Seconds before retrying a run whose agent raised, or None for no retry.
+
+    Retries are opt-in, per assistant or run: config {"configurable": {"retry": {"max_attempts":
+    3, "initial_delay": 1.0, "backoff_factor": 2.0, "max_delay": 60}}}. Delays grow
+    exponentially and are capped at max_delay (at most an hour)."""
+    configurable = (run["kwargs"].get("config") or {}).get("configurable") or {}
+    policy = configurable.get("retry")
+    if not isinstance(policy, dict):
+        return None
+    try:
+        max_attempts = int(policy.get("max_attempts", 1))
+        initial = float(policy.get("initial_delay", 1.0))
+        factor = float(policy.get("backoff_factor", 2.0))
+        cap = min(float(policy.get("max_delay", 60.0)), 3600.0)
+    except (TypeError, ValueError):
+        return None
+    retries = int(run.get("retries") or 0)
+    if retries + 1 >= max_attempts:
+        return None
+    return max(0.0, min(cap, initial * factor**retries))
+
+
+def webhook_payload(run: dict[str, Any], values: Any) -> dict[str, Any]:
+    """What a webhook receives: the run as the API shows it, its final values, its error."""
+    return {
+        **run_service.public(run),
+        "values": values,
+        "error": (run.get("error") or {}).get("message") if run.get("error") else None,
+        "webhook_sent_at": utcnow().isoformat(),
+    }
+
+
+class WorkerPool:
+    def __init__(self, c: Container, n_jobs: int) -> None:
+        self.c = c
+        self.n_jobs = n_jobs
+        self.owner = c.owner_id
+        self._loops: list[asyncio.Task[None]] = []
+        self._busy: set[int] = set()
+        self._active: dict[str, Active] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._scheduler = CronScheduler(c)
+        self.claimed = 0
+        self.finished = 0
+        self.webhooks = WebhookSender(
+            max_attempts=c.settings.WEBHOOK_MAX_ATTEMPTS,
+            timeout=c.settings.WEBHOOK_TIMEOUT_SECS,
+        )
+        c.broker.on_control(self._on_control)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        metrics.WORKER_TASKS.inc(self.n_jobs)
+        for i in range(self.n_jobs):
+            self._loops.append(asyncio.create_task(self._loop(i), name=f"runyard-worker-{i}"))
+        if self.n_jobs:
+            self._background.append(asyncio.create_task(self._heartbeat_forever()))
+        self._background.append(asyncio.create_task(self._sweep_forever()))
+        self._background.append(asyncio.create_task(self._stats_forever()))
+        self._scheduler.start()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let running runs finish for `grace` seconds; hand the rest back."""
+        self._stopping.set()
+        # No new runs from crons either: a process going away creates none it cannot run.
+        await self._scheduler.stop()
+        for i, task in enumerate(self._loops):
+            if i not in self._busy:
+                task.cancel()
+        if self._active:
+            waiting = [a.task for a in self._active.values()]
+            await asyncio.wait(waiting, timeout=grace)
+        leftovers = [run_id for run_id, a in self._active.items() if not a.task.done()]
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if leftovers:
+            released = await self.c.runs.release(leftovers, self.owner)
+            log.info("handed %d unfinished runs back to the queue", released)
+            await self.c.broker.wake()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.webhooks.close()
+        metrics.WORKER_TASKS.dec(self.n_jobs)
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _loop(self, index: int) -> None:
+        settings = self.c.settings
+        while not self._stopping.is_set():
+            try:
+                run = await self.c.runs.next(self.owner, settings.BG_JOB_LEASE_SECS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("claiming failed, retrying: %s", exc)
+                await asyncio.sleep(settings.WAKE_TIMEOUT_SECS)
+                continue
+            if run is None:
+                await self.c.broker.wait_wake(settings.WAKE_TIMEOUT_SECS)
+                continue
+            self.claimed += 1
+            metrics.run_claimed(run)
+            self._busy.add(index)
+            try:
+                with run_context(run["run_id"], run["thread_id"]), metrics.running():
+                    await self._run(run)
+            finally:
+                self._busy.discard(index)
+
+    # -- executing ------------------------------------------------------------------------
+
+    async def _run(self, run: dict[str, Any]) -> None:
+        run_id = run["run_id"]
+        progress = progress_for(run)
+        emitter = EventEmitter(self.c.broker, progress)
+        task = asyncio.create_task(self._execute(run, emitter, progress), name=f"run-{run_id}")
+        active = self._active[run_id] = Active(run=run, task=task)
+        status, error = "success", None
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the pool itself is stopping; stop() hands the run back
+            if active.lost:
+                return
+            status = "interrupted"
+        except TimeoutError:
+            status = "timeout"
+            error = {
+                "error": "TimeoutError",
+                "message": "run exceeded BG_JOB_TIMEOUT_SECS="
+                f"{self.c.settings.BG_JOB_TIMEOUT_SECS}",
+            }
+        except Exception as exc:
+            status = "error"
+            error = {"error": type(exc).__name__, "message": str(exc)}
+            log.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+            delay = retry_delay(run)
+            if delay is not None and await self._retry(run, delay):
+                return
+        finally:
+            self._active.pop(run_id, None)
+        if error is not None:
+            with contextlib.suppress(Exception):
+                await emitter.emit("error", error)
+        await read_final_state(progress, run["thread_id"])
+        await self._finalize(run, progress, status, error, active.cancel_action)
+
+    async def _retry(self, run: dict[str, Any], delay: float) -> bool:
+        try:
+            retried = await self.c.runs.retry_later(run["run_id"], self.owner, delay)
+        except Exception as exc:
+            log.warning("run %s could not be rescheduled: %s", run["run_id"], exc)
+            return False
+        if retried:
+            log.info("run %s will be retried in %.1f s", run["run_id"], delay)
+            wake_later(self.c, delay)
+        return retried
+
+    async def _execute(
+        self, run: dict[str, Any], emitter: EventEmitter, progress: Progress
+    ) -> None:
+        async with asyncio.timeout(self.c.settings.BG_JOB_TIMEOUT_SECS):
+            await execute(run, self.c.registry, emitter, progress)
+
+    async def _finalize(
+        self,
+        run: dict[str, Any],
+        progress: Progress,
+        status: str,
+        error: dict[str, Any] | None,
+        cancel_action: str | None,
+    ) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        rollback = status == "interrupted" and cancel_action == "rollback"
+        temporary = bool(run["kwargs"].get("temporary"))
+        output = progress.values if status != "error" else None
+        if output is not None and progress.interrupts and isinstance(output, dict):
+            # What `wait`/`join` answer for a run that stopped at interrupt(): the values and
+            # what the graph asks, as LangGraph gives them. The thread's values stay plain.
+            asked = [i for pending in progress.interrupts.values() for i in pending]
+            output = {**output, "__interrupt__": asked}
+        # A database restart must not lose a finished run's outcome: keep trying for a while
+        # (the lease is renewed meanwhile only if the heartbeat gets through, so past the lease
+        # the sweeper may hand the run to another process, and `finish` then matches nothing).
+        deadline = time.monotonic() + FINALIZE_RETRY_SECS
+        for attempt in itertools.count():
+            try:
+                async with self.c.db.begin() as conn:
+                    done = await Runs.finish(
+                        conn, run_id, self.owner, status=status, error=error, output=output
+                    )
+                    if done is None:
+                        log.warning("run %s was taken from this worker; result dropped", run_id)
+                        return
+                    if rollback:
+                        await Runs.delete(conn, run_id)
+                    inflight = await self.c.runs.thread_has_inflight(conn, thread_id)
+                    if temporary and not inflight:
+                        await Threads.delete_row(conn, thread_id)
+                    else:
+                        await Threads.set_fields(
+                            conn,
+                            thread_id,
+                            status=thread_status_after(
+                                status, progress.interrupts, inflight, bool(progress.next_nodes)
+                            ),
+                            values=progress.values,
+                            interrupts=progress.interrupts,
+                            error=error,
+                        )
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    log.error("run %s could not be finalized: %s", run_id, exc)
+                    return
+                log.warning("finalizing run %s failed (%s); retrying", run_id, exc)
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        self.finished += 1
+        metrics.run_finished(status, time.monotonic() - progress.started)
+        if url := run["kwargs"].get("webhook"):
+            self.webhooks.send(url, webhook_payload(done, progress.values), run_id=run_id)
+        if rollback:
+            with contextlib.suppress(Exception):
+                await self.c.checkpoints.delete_run(thread_id, run_id)
+        if temporary:
+            with contextlib.suppress(Exception):
+                await self.c.checkpoints.delete_thread(thread_id)
+        progress.seq += 1
+        await self.c.broker.publish_end(run_id, progress.seq, status)
+
+    # -- cancel, heartbeat, sweep ---------------------------------------------------------
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "cancel":
+            return
+        active = self._active.get(message.get("run_id", ""))
+        if active is not None and active.cancel_action is None:
+            active.cancel_action = message.get("action") or "interrupt"
+            active.task.cancel()
+
+    async def _heartbeat_forever(self) -> None:
+        settings = self.c.settings
+        while True:
+            await asyncio.sleep(settings.BG_JOB_HEARTBEAT_SECS)
+            if not self._active:
+                continue
+            try:
+                rows = await self.c.runs.heartbeat(
+                    list(self._active), self.owner, settings.BG_JOB_LEASE_SECS
+                )
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            still_ours = {r["run_id"]: r["cancel_requested"] for r in rows}
+            for run_id, active in list(self._active.items()):
+                if run_id not in still_ours:
+                    if not active.task.done():
+                        active.lost = True
+                        active.task.cancel()
+                elif still_ours[run_id] and active.cancel_action is None:
+                    # The cancel message was lost (Redis down): Postgres has the request.
+                    active.cancel_action = still_ours[run_id]
+                    active.task.cancel()
+
+    async def _sweep_forever(self) -> None:
+        settings = self.c.settings
+        interval = max(1.0, settings.BG_JOB_LEASE_SECS / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                requeued, dead = await self.c.runs.sweep_expired(settings.BG_JOB_MAX_ATTEMPTS)
+            except Exception as exc:
+                log.warning("sweep failed: %s", exc)
+                continue
+            for run in requeued:
+                log.warning(
+                    "run %s lost its worker; back to pending (attempt %s)",
+                    run["run_id"],
+                    run["attempt"],
+                )
+                await self.c.broker.wake()
+            try:
+                async with self.c.db.begin() as conn:
+                    await idempotency.forget_expired(conn)
+            except Exception as exc:
+                log.debug("expired idempotency keys not removed: %s", exc)
+            try:
+                if expired := await thread_service.expire_due(self.c):
+                    log.info("deleted %d threads whose time to live ran out", expired)
+            except Exception as exc:
+                log.warning("expired threads not removed: %s", exc)
+            for run in dead:
+                log.error(
+                    "run %s lost its worker %s times; ended as error", run["run_id"], run["attempt"]
+                )
+                await self._settle_dead(run)
+
+    async def _settle_dead(self, run: dict[str, Any]) -> None:
+        metrics.run_finished("error")
+        async with self.c.db.begin() as conn:
+            inflight = await self.c.runs.thread_has_inflight(conn, run["thread_id"])
+            await Threads.set_fields(
+                conn,
+                run["thread_id"],
+                status=thread_status_after("error", {}, inflight),
+                error=run["error"],
+            )
+        await self.c.broker.publish_end(run["run_id"], run["claims"] * SEQ_PER_ATTEMPT + 1, "error")
+
+    async def _stats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.c.settings.STATS_INTERVAL_SECS)
+            try:
+                depth: int | None = await self.c.runs.count_pending()
+            except Exception:
+                depth = None
+            fallback = not self.c.broker.healthy
+            metrics.record_health(pending=depth, redis_up=not fallback, fallback=fallback)
+            stats = {
+                "workers": self.n_jobs,
+                "busy": len(self._busy),
+                "idle": self.n_jobs - len(self._busy),
+                "claimed": self.claimed,
+                "finished": self.finished,
+                "queue_depth": -1 if depth is None else depth,
+                "fallback_polling": fallback,
+            }
+            # As text for reading, and as fields for JSON logs (LOG_JSON).
+            log.info("stats %s", serde.dumps_str(stats), extra={"stats": stats})

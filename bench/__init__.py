@@ -1,0 +1,1 @@
+"""The Runyard benchmark: `make bench` (python -m bench.run). See docs/performance.md."""

@@ -1,0 +1,79 @@
+"""Facts about the machine and software a run was measured on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or None
+    return None
+
+
+def _service_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"postgres": None, "redis": None}
+    with contextlib.suppress(Exception):
+        import psycopg
+
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres") as c:
+            row = c.execute("SHOW server_version").fetchone()
+            versions["postgres"] = str(row[0]) if row else None
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        versions["redis"] = str(client.info("server")["redis_version"])
+        client.close()
+    return versions
+
+
+def machine_facts() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "ram_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "git_commit": _git_commit(),
+        "versions": {
+            "runyard": _version("runyard"),
+            "langgraph-sdk": _version("langgraph-sdk"),
+            "langgraph": _version("langgraph"),
+            **_service_versions(),
+        },
+    }

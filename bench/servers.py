@@ -1,0 +1,213 @@
+"""Runyard itself, started the way it is deployed: `runyard serve` (Gunicorn, Postgres, Redis)
+or `runyard dev` (one process, SQLite, in-memory broker), on free ports, torn down on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.services import (
+    REDIS_URL,
+    PrivatePostgres,
+    PrivateRedis,
+    free_port,
+    redis_prefix,
+    scratch_database,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+CONFIG = BENCH_DIR / "langgraph.json"
+BIN = Path(sys.executable).parent
+SHAPES = ("production", "embedded")
+PRODUCTION_WORKERS = 2
+# Only how long a stopping server waits for unfinished runs: keeps teardown short.
+BASE_ENV = {"BG_JOB_SHUTDOWN_GRACE_SECS": "2"}
+
+
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without any Runyard setting: the bench sets its own."""
+    from app.settings import Settings
+
+    names = set(Settings.model_fields)
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+class RunyardProcess:
+    """One `runyard dev` or `runyard serve` process (and its Gunicorn workers)."""
+
+    def __init__(self, mode: str, env: dict[str, str], *, workers: int = 1) -> None:
+        self.mode = mode
+        self.workers = workers if mode == "serve" else 1
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
+        self.log_path = self.workdir / "server.log"
+        self.settings = {**BASE_ENV, **env}
+        self.env = {
+            **_clean_environ(),
+            "RUNYARD_DATA_DIR": str(self.workdir / "data"),
+            **self.settings,
+        }
+        self.args = [str(BIN / "runyard"), mode, "--config", str(CONFIG), "--port", str(self.port)]
+        if mode == "serve":
+            self.args += ["--workers", str(self.workers)]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> RunyardProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.args,
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Until /ok answers and every worker has logged that it is ready."""
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"runyard {self.mode} exited:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                ok = httpx.get(f"{self.url}/ok", timeout=1.0).status_code == 200
+                if ok and self.log_tail(200_000).count(" ready: ") >= self.workers:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"runyard {self.mode} not ready in time:\n{self.log_tail()}")
+
+    def log_tail(self, size: int = 8_000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-size:]
+        except FileNotFoundError:
+            return ""
+
+    def tree(self) -> list[psutil.Process]:
+        """The server's processes: the master and its workers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        return []
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests and run graphs (Gunicorn workers, or the one)."""
+        processes = self.tree()
+        return (
+            [p.pid for p in processes[1:]] if self.mode == "serve" else [p.pid for p in processes]
+        )
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if not os.environ.get("RUNYARD_BENCH_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What a scenario needs besides the plain server."""
+
+    jobs_per_worker: int | None = None  # N_JOBS_PER_WORKER; None: the server's default
+    api_process: bool = False  # a second `serve --workers 1` that executes nothing
+    private_redis: bool = False  # Redis of our own, which the scenario may stop
+    private_postgres: int = 0  # max_connections of a private cluster; 0: the machine's
+
+
+@dataclass
+class Stack:
+    shape: str
+    server: RunyardProcess
+    api: RunyardProcess | None = None
+    redis: PrivateRedis | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def _jobs_env(spec: StackSpec) -> dict[str, str]:
+    if spec.jobs_per_worker is None:
+        return {}
+    return {"N_JOBS_PER_WORKER": str(spec.jobs_per_worker)}
+
+
+@contextlib.contextmanager
+def open_stack(shape: str, spec: StackSpec) -> Iterator[Stack]:
+    """Start everything the scenario needs; stop and delete all of it on exit."""
+    with contextlib.ExitStack() as stack:
+        if shape == "embedded":
+            server = RunyardProcess("dev", _jobs_env(spec))
+            stack.callback(server.stop)
+            yield Stack(shape, server.start())
+            return
+        notes: list[str] = []
+        if spec.private_postgres:
+            cluster = stack.enter_context(PrivatePostgres(spec.private_postgres))
+            uri = stack.enter_context(scratch_database("127.0.0.1", cluster.port))
+            notes.append(f"private Postgres cluster, max_connections={spec.private_postgres}")
+        else:
+            uri = stack.enter_context(scratch_database())
+        redis: PrivateRedis | None = None
+        if spec.private_redis:
+            redis = stack.enter_context(PrivateRedis())
+            redis_url = redis.url
+            notes.append("private redis-server")
+        else:
+            redis_url = REDIS_URL
+        prefix = stack.enter_context(redis_prefix(redis_url))
+        env = {"DATABASE_URI": uri, "REDIS_URI": redis_url, "REDIS_KEY_PREFIX": prefix}
+        server = RunyardProcess("serve", {**env, **_jobs_env(spec)}, workers=PRODUCTION_WORKERS)
+        stack.callback(server.stop)
+        server.start()
+        api = None
+        if spec.api_process:
+            api = RunyardProcess("serve", {**env, "N_JOBS_PER_WORKER": "0"}, workers=1)
+            stack.callback(api.stop)
+            api.start()
+        yield Stack(shape, server, api, redis, notes)

@@ -1,0 +1,89 @@
+"""SQL statements per run, counted by Postgres itself: `python -m bench.statements`.
+
+Starts a private Postgres cluster with pg_stat_statements, `runyard serve --workers 2` on it
+(and the machine's Redis under a fresh prefix), warms up, resets the counters, then runs
+sequential stateless runs and prints each statement's calls and execution time per run.
+Statements of idle workers polling during the same time are included, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+
+import psycopg
+
+from bench.graphs import emit_input, emit_output, one_output
+from bench.measure import Measurement, StreamTally, client
+from bench.scenarios.base import token
+from bench.servers import PRODUCTION_WORKERS, RunyardProcess
+from bench.services import REDIS_URL, PrivatePostgres, redis_prefix, scratch_database
+
+STATEMENTS = """
+SELECT calls, total_exec_time, query FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%pg_stat_statements%'
+ORDER BY calls DESC, total_exec_time DESC
+"""
+
+
+async def drive(url: str, kind: str, runs: int, m: Measurement) -> None:
+    sdk = client(url)
+    try:
+        for _ in range(runs):
+            value = token()
+            if kind == "wait":
+                out = await sdk.runs.wait(None, "one", input={"token": value})
+                if out != one_output(value):
+                    m.fail(f"runs.wait answered {out}")
+                continue
+            tally = StreamTally(value, 10)
+            async for part in sdk.runs.stream(
+                None, "emit", input=emit_input(value, 10), stream_mode=["custom", "values"]
+            ):
+                tally.feed(part.event, part.data, part.id)
+            tally.verify(m, output=emit_output(value, 10))
+    finally:
+        await sdk.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
+    parser.add_argument("--kind", choices=["wait", "stream"], default="wait")
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args(argv)
+    m = Measurement()
+    settings = ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all")
+    with (
+        PrivatePostgres(300, *settings) as cluster,
+        scratch_database("127.0.0.1", cluster.port) as uri,
+        redis_prefix() as prefix,
+    ):
+        with psycopg.connect(uri, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        env = {"DATABASE_URI": uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+        server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS)
+        try:
+            server.start()
+            asyncio.run(drive(server.url, args.kind, 20, m))
+            with psycopg.connect(uri, autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_statements_reset()")
+            asyncio.run(drive(server.url, args.kind, args.runs, m))
+            with psycopg.connect(uri, autocommit=True) as conn:
+                rows = conn.execute(STATEMENTS).fetchall()
+        finally:
+            server.stop()
+    total = sum(int(r[0]) for r in rows)
+    print(f"{args.runs} sequential {args.kind} runs: {total / args.runs:.1f} statements per run")
+    print(f"{'calls/run':>9}  {'ms/run':>7}  statement")
+    for calls, ms, query in rows:
+        text = re.sub(r"\s+", " ", query).strip()
+        print(f"{calls / args.runs:9.2f}  {ms / args.runs:7.3f}  {text[:110]}")
+    for error in m.errors:
+        print(f"check failed: {error}")
+    return 1 if m.error_count else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""SIGTERM (a deploy): running runs get the grace period, the rest go back to `pending`
+without an attempt charged, nothing is left `running`, and the next server picks them up."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from tests.support import REDIS_URL, Server, postgres_database, redis_prefix
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_sigterm_hands_unfinished_runs_back() -> None:
+    with postgres_database() as uri, redis_prefix() as prefix:
+        env = {
+            "DATABASE_URI": uri,
+            "REDIS_URI": REDIS_URL,
+            "REDIS_KEY_PREFIX": prefix,
+            "N_JOBS_PER_WORKER": "3",
+            "BG_JOB_SHUTDOWN_GRACE_SECS": "1",
+        }
+        first = Server("serve", env=env, workers=2).start()
+        try:
+            client = get_client(url=first.url)
+            long_runs = []
+            for _ in range(4):
+                t = await client.threads.create()
+                long_runs.append(
+                    await client.runs.create(
+                        t["thread_id"], "sleeper", input={"steps": 10_000, "delay": 0.01}
+                    )
+                )
+            short = await client.threads.create()
+            short_run = await client.runs.create(
+                short["thread_id"], "sleeper", input={"steps": 30, "delay": 0.01}
+            )
+            async with asyncio.timeout(20):
+                for r in long_runs:
+                    while (await client.runs.get(r["thread_id"], r["run_id"]))[
+                        "status"
+                    ] != "running":
+                        await asyncio.sleep(0.05)
+            # A stream left open must not hold the shutdown up.
+            http = httpx.AsyncClient(base_url=first.url, timeout=60)
+            path = f"/threads/{long_runs[0]['thread_id']}/runs/{long_runs[0]['run_id']}/stream"
+            stream = await http.send(http.build_request("GET", path), stream=True)
+            assert stream.status_code == 200
+            await client.runs.join(short["thread_id"], short_run["run_id"])
+
+            started = time.monotonic()
+            code = first.stop(signal.SIGTERM, timeout=60)
+            took = time.monotonic() - started
+            await stream.aclose()
+            await http.aclose()
+            assert code == 0, first.log()
+            assert took < 15, took
+        finally:
+            first.cleanup()
+
+        second = Server("serve", env=env, workers=2).start()
+        try:
+            client = get_client(url=second.url)
+            for r in long_runs:
+                row = await client.runs.get(r["thread_id"], r["run_id"])
+                assert row["status"] in ("pending", "running"), row
+            assert (await client.runs.get(short["thread_id"], short_run["run_id"]))[
+                "status"
+            ] == "success"
+            async with asyncio.timeout(20):
+                for r in long_runs:
+                    while (await client.runs.get(r["thread_id"], r["run_id"]))[
+                        "status"
+                    ] != "running":
+                        await asyncio.sleep(0.05)
+            for r in long_runs:
+                await client.runs.cancel(r["thread_id"], r["run_id"], wait=True)
+        finally:
+            second.cleanup()

@@ -1,0 +1,62 @@
+"""Postgres restarts under a running server: it reports itself down meanwhile, reconnects on
+its own, finishes the run that was in flight, and takes new runs afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from tests.support import REDIS_URL, PrivatePostgres, Server, redis_prefix
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def postgres() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres().init()
+    try:
+        yield pg
+    finally:
+        pg.cleanup()
+
+
+async def test_server_survives_a_postgres_restart(postgres: PrivatePostgres) -> None:
+    with redis_prefix() as prefix:
+        env = {
+            "DATABASE_URI": postgres.uri,
+            "REDIS_URI": REDIS_URL,
+            "REDIS_KEY_PREFIX": prefix,
+            "BG_JOB_HEARTBEAT_SECS": "0.5",
+        }
+        with Server("serve", env=env, workers=2) as server:
+            client = get_client(url=server.url)
+            assert (await client.runs.wait(None, "counter", input={"steps": 1}))["count"] == 1
+            thread = await client.threads.create()
+            tid = thread["thread_id"]
+            run = await client.runs.create(
+                tid, "sleeper", input={"steps": 200, "delay": 0.02}, durability="exit"
+            )
+            async with asyncio.timeout(15):
+                while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
+                    await asyncio.sleep(0.05)
+
+            await asyncio.to_thread(postgres.stop)
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                ready = await http.get("/ready")
+                assert ready.status_code == 503 and ready.json()["status"] == "down"
+                assert (await http.get("/ok")).status_code == 200
+            await asyncio.sleep(1)
+            await asyncio.to_thread(postgres.start)
+
+            client = get_client(url=server.url)
+            out = await asyncio.wait_for(client.runs.join(tid, run["run_id"]), 60)
+            assert out["count"] == 200
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+            results = await asyncio.gather(
+                *(client.runs.wait(None, "counter", input={"steps": 2}) for _ in range(10))
+            )
+            assert [r["count"] for r in results] == [2] * 10

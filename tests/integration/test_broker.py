@@ -1,0 +1,85 @@
+"""The broker contract, held by the Redis broker (real Redis) and the in-memory one alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.broker import Broker, Event, create_broker
+from tests.support import REDIS_URL, redis_prefix
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    with redis_prefix() as prefix:  # its own: e2e servers block on the session's wake list
+        if request.param == "redis":
+            made = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        else:
+            made = create_broker(None, prefix="", maxlen=1000, ttl=60)
+        await made.start()
+        yield made
+        await made.close()
+
+
+def _event(seq: int) -> Event:
+    return Event(seq, "custom", b'{"n":%d}' % seq)
+
+
+async def test_replay_returns_events_after_a_sequence_number(broker: Broker) -> None:
+    for seq in range(1, 6):
+        await broker.publish("run-replay", _event(seq))
+    assert [e.seq for e in await broker.replay("run-replay", 0)] == [1, 2, 3, 4, 5]
+    tail = await broker.replay("run-replay", 3)
+    assert [(e.seq, e.event, e.data) for e in tail] == [
+        (4, "custom", b'{"n":4}'),
+        (5, "custom", b'{"n":5}'),
+    ]
+
+
+async def test_subscriber_receives_live_events_in_order(broker: Broker) -> None:
+    sub = await broker.subscribe("run-live")
+    try:
+        for seq in range(1, 51):
+            await broker.publish("run-live", _event(seq))
+        got = []
+        while len(got) < 50:
+            event = await sub.get(2.0)
+            assert event is not None
+            got.append(event.seq)
+        assert got == list(range(1, 51))
+    finally:
+        await broker.unsubscribe(sub)
+
+
+async def test_wake_reaches_a_waiting_worker(broker: Broker) -> None:
+    waiter = asyncio.create_task(broker.wait_wake(5.0))
+    await asyncio.sleep(0.05)
+    await broker.wake()
+    assert await asyncio.wait_for(waiter, 5.0) is True
+    assert await broker.wait_wake(0.1) is False
+
+
+async def test_control_messages_reach_handlers(broker: Broker) -> None:
+    got: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def handler(message: dict) -> None:
+        await got.put(message)
+
+    broker.on_control(handler)
+    await broker.send_control({"type": "cancel", "run_id": "r1", "action": "interrupt"})
+    assert await asyncio.wait_for(got.get(), 5.0) == {
+        "type": "cancel",
+        "run_id": "r1",
+        "action": "interrupt",
+    }
+
+
+async def test_end_marker_and_dropping_the_log(broker: Broker) -> None:
+    await broker.publish("run-end", _event(1))
+    await broker.publish_end("run-end", 2, "success")
+    events = await broker.replay("run-end", 0)
+    assert [e.event for e in events] == ["custom", "__end__"]
+    await broker.drop_log("run-end")
+    assert await broker.replay("run-end", 0) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -55,6 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool_size=5,  # graphs' store calls are batched; API calls are short
         options=read_store_options(project.path),
     )
+    # A process (re)started while Postgres restarts waits for it: a Gunicorn worker that
+    # fails to boot stops the whole server.
+    deadline = asyncio.get_running_loop().time() + settings.DATABASE_STARTUP_WAIT_SECS
+    if db.is_postgres:
+        await db.wait_reachable(settings.DATABASE_STARTUP_WAIT_SECS, log)
     saver = await checkpoints.open()
     memory = await longterm.open()
 
@@ -62,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await checkpoints.setup()
         await longterm.setup()
 
-    await db.migrate(setup_storage)
+    await db.retrying_outage(lambda: db.migrate(setup_storage), deadline, log)
     await longterm.start()
     registry.bind(saver, memory)
 
@@ -81,7 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpoints=checkpoints,
         longterm=longterm,
     )
-    await ensure_defaults(c)
+    await db.retrying_outage(lambda: ensure_defaults(c), deadline, log)
     pool = WorkerPool(c, settings.N_JOBS_PER_WORKER)
     await pool.start()
     app.state.container = c

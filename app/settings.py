@@ -54,7 +54,14 @@ class Settings(BaseSettings):
     WAKE_TIMEOUT_SECS: float = Field(
         default=1.0,
         gt=0,
-        description="Longest a worker waits for a wake-up before polling Postgres for work.",
+        description="How often an idle process looks in Postgres for runs it was not woken "
+        "for (lost wake-ups, delayed runs come due); a quarter of a second while Redis is down.",
+    )
+    DATABASE_STARTUP_WAIT_SECS: float = Field(
+        default=60,
+        ge=0,
+        description="How long a starting process waits for an unreachable database before it "
+        "gives up.",
     )
     STATS_INTERVAL_SECS: float = Field(
         default=60, gt=0, description="How often each process logs a stats line."

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.broker.wakeups import WakeHub
+
 END = "__end__"
 # A relay that sees RESYNC may have missed live messages (a reconnect): it replays the log.
 RESYNC = "__resync__"
@@ -48,6 +50,7 @@ class Broker(abc.ABC):
 
     def __init__(self) -> None:
         self._control_handlers: list[ControlHandler] = []
+        self.wakeups = WakeHub()
 
     def on_control(self, handler: ControlHandler) -> None:
         self._control_handlers.append(handler)
@@ -79,9 +82,10 @@ class Broker(abc.ABC):
     async def wake(self) -> None:
         """Tell one idle worker somewhere that there may be work."""
 
-    @abc.abstractmethod
-    async def wait_wake(self, timeout: float) -> bool:
-        """Block until woken (True) or timed out / unavailable (False)."""
+    async def wait_wake(self, timeout: float | None) -> bool | None:
+        """Block until woken: False for a wake-up about a new run, True for a poll tick,
+        None when `timeout` passed first."""
+        return await self.wakeups.wait(timeout)
 
     @abc.abstractmethod
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:

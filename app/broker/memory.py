@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict, deque
 from typing import Any
@@ -19,20 +18,12 @@ class MemoryBroker(Broker):
     def __init__(self, *, maxlen: int) -> None:
         super().__init__()
         self._maxlen = maxlen
-        self._wakeups: asyncio.Queue[None] = asyncio.Queue()
         self._logs: dict[str, deque[Event]] = {}
         self._finished: dict[str, float] = {}
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
 
     async def wake(self) -> None:
-        self._wakeups.put_nowait(None)
-
-    async def wait_wake(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._wakeups.get(), timeout)
-            return True
-        except TimeoutError:
-            return False
+        self.wakeups.signal()
 
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
         log = self._logs.get(run_id)

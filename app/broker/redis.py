@@ -22,6 +22,7 @@ from app.broker.redis_url import connect
 log = logging.getLogger(__name__)
 
 _SUBSCRIBE_CONFIRM_SECS = 2.0
+_BLPOP_SECS = 1.0
 
 
 class RedisBroker(Broker):
@@ -39,6 +40,7 @@ class RedisBroker(Broker):
         self._control_channel = f"{prefix}control".encode()
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._wake_listener: asyncio.Task[None] | None = None
         self._subs: dict[str, set[Subscription]] = {}
         self._confirms: dict[bytes, asyncio.Future[None]] = {}
         self._healthy = False
@@ -72,6 +74,7 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="runyard-pubsub")
+        self._wake_listener = asyncio.create_task(self._listen_wakes(), name="runyard-wakes")
         # Give a healthy Redis a moment so the first requests see the relay up; a down one
         # does not delay start-up beyond this.
         with contextlib.suppress(TimeoutError):
@@ -79,10 +82,11 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closing = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for task in (self._reader, self._wake_listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self._close_pubsub()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
@@ -156,15 +160,29 @@ class RedisBroker(Broker):
             await self._redis.rpush(self._wake_key, b"1")
         except (RedisError, OSError) as exc:
             self._healthy = False
+            # The workers of this process at least hear of it; the others poll.
+            self.wakeups.signal()
             log.debug("wake not sent, workers will poll: %s", exc)
 
-    async def wait_wake(self, timeout: float) -> bool:
-        try:
-            return await self._redis.blpop([self._wake_key], timeout=timeout) is not None
-        except (RedisError, OSError):
-            self._healthy = False
-            await asyncio.sleep(timeout)
-            return False
+    async def _listen_wakes(self) -> None:
+        """Take sentinels off the wake list only while a worker here is idle, one per idle
+        worker: one blocking connection per process, and a busy process leaves them to others."""
+        backoff = 0.05
+        while not self._closing:
+            await self.wakeups.wait_demand()
+            try:
+                popped = await self._redis.blpop([self._wake_key], timeout=_BLPOP_SECS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away: the pool's polling takes over
+                self._healthy = False
+                log.debug("wake list unavailable: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            if popped is not None:
+                self.wakeups.signal()
 
     # -- events ---------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from app.broker.redis_url import CLIENT_OPTIONS
 from app.cli.common import (
     CONNECT_TIMEOUT_SECS,
     apply_config_path,
@@ -129,18 +128,6 @@ def check_settings(report: Report) -> Settings | None:
                 f"BG_JOB_HEARTBEAT_SECS={heartbeat:g} is more than half of "
                 f"BG_JOB_LEASE_SECS={lease:g}: one slow heartbeat loses a running run's lease",
                 "keep the heartbeat at most a third of the lease (defaults: 5 and 30)",
-            )
-        )
-    socket_timeout = CLIENT_OPTIONS["socket_timeout"]
-    if settings.REDIS_URI and settings.WAKE_TIMEOUT_SECS >= socket_timeout:
-        report.add(
-            Check(
-                FAIL,
-                "settings",
-                f"WAKE_TIMEOUT_SECS={settings.WAKE_TIMEOUT_SECS:g} is not below the Redis "
-                f"client's {socket_timeout} s socket timeout: every wait for a wake-up would "
-                "fail as a Redis error and leave workers polling",
-                f"keep WAKE_TIMEOUT_SECS well under {socket_timeout} s (default 1)",
             )
         )
     uri = settings.DATABASE_URI

@@ -75,6 +75,42 @@ class Database:
         except Exception:
             return False
 
+    async def wait_reachable(self, timeout: float, log: Any = None) -> None:
+        """Block until the database answers, retrying with backoff for up to `timeout`
+        seconds, then raise what the last attempt raised. A worker restarted while Postgres is
+        away waits for it instead of failing to boot (which stops all of Gunicorn)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        delay = 0.1
+        while True:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                return
+            except Exception as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                if log is not None and delay >= 0.8:
+                    log.warning("database unreachable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def retrying_outage(
+        self, step: Callable[[], Awaitable[Any]], deadline: float, log: Any = None
+    ) -> Any:
+        """Run a start-up step; if it fails while the database is unreachable (a restart
+        under a booting process), wait for the database until `deadline` (loop time) and run
+        it again. A failure with the database up is the step's own and is raised."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return await step()
+            except Exception:
+                if await self.ping() or loop.time() >= deadline:
+                    raise
+                if log is not None:
+                    log.warning("database went away during start-up; waiting for it")
+                await self.wait_reachable(max(0.0, deadline - loop.time()), log)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

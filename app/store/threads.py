@@ -117,6 +117,16 @@ class Threads:
             result = await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
             return bool(result.rowcount)
 
+    async def existing_ids(self, thread_ids: Sequence[str]) -> list[str]:
+        """The ids among `thread_ids` that name a thread, in the order given."""
+        found: set[str] = set()
+        async with self.db.read() as conn:
+            for start in range(0, len(thread_ids), 500):
+                chunk = list(thread_ids[start : start + 500])
+                query = select(threads.c.thread_id).where(threads.c.thread_id.in_(chunk))
+                found.update(str(t) for t in (await conn.execute(query)).scalars())
+        return [t for t in dict.fromkeys(thread_ids) if t in found]
+
     async def expired(self, now: datetime, limit: int = 100) -> list[Row]:
         query = (
             select(threads)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,12 @@ from app.worker.webhooks import WebhookSender
 log = logging.getLogger(__name__)
 
 FINALIZE_RETRY_SECS = 120.0
+# With Redis down, runs created by other processes are only found by polling: more often then.
+FALLBACK_POLL_SECS = 0.25
+# A worker waits this long at most even if no poll tick reaches it (the ticker is the rule).
+IDLE_SAFETY_SECS = 30.0
+# A cancel that arrives before its run is registered here is kept this long for it.
+EARLY_CANCEL_SECS = 60.0
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Active:
     run: dict[str, Any]
     task: asyncio.Task[None]
     cancel_action: str | None = None  # "interrupt" / "rollback" once a cancel arrived
+    cancelled_at: float = 0.0  # monotonic time of the last task.cancel()
     lost: bool = False  # our lease was taken: another process owns the run now
 
 
@@ -82,6 +90,7 @@ class WorkerPool:
         self._active: dict[str, Active] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._early_cancels: dict[str, tuple[str, float]] = {}
         self._scheduler = CronScheduler(c)
         self.claimed = 0
         self.finished = 0
@@ -95,10 +104,12 @@ class WorkerPool:
 
     async def start(self) -> None:
         metrics.WORKER_TASKS.inc(self.n_jobs)
+        self.c.broker.wakeups.capacity = max(1, self.n_jobs)
         for i in range(self.n_jobs):
             self._loops.append(asyncio.create_task(self._loop(i), name=f"runyard-worker-{i}"))
         if self.n_jobs:
             self._background.append(asyncio.create_task(self._heartbeat_forever()))
+            self._background.append(asyncio.create_task(self._poll_forever()))
         self._background.append(asyncio.create_task(self._sweep_forever()))
         self._background.append(asyncio.create_task(self._stats_forever()))
         self._scheduler.start()
@@ -140,6 +151,11 @@ class WorkerPool:
 
     async def _loop(self, index: int) -> None:
         settings = self.c.settings
+        hub = self.c.broker.wakeups
+        # Whether this claim attempt is about one known run (a sentinel) or a look for work
+        # (start-up, a poll tick, the run before ended): a look that finds a run may have found
+        # a backlog nobody announced, so it wakes one more idle worker to look too.
+        looking = True
         while not self._stopping.is_set():
             try:
                 run = await self.c.runs.next(self.owner, settings.BG_JOB_LEASE_SECS)
@@ -150,8 +166,11 @@ class WorkerPool:
                 await asyncio.sleep(settings.WAKE_TIMEOUT_SECS)
                 continue
             if run is None:
-                await self.c.broker.wait_wake(settings.WAKE_TIMEOUT_SECS)
+                looking = await self.c.broker.wait_wake(IDLE_SAFETY_SECS) is not False
                 continue
+            if looking and hub.wanted:
+                hub.signal(poll=True)
+            looking = True
             self.claimed += 1
             metrics.run_claimed(run)
             self._busy.add(index)
@@ -169,6 +188,9 @@ class WorkerPool:
         emitter = EventEmitter(self.c.broker, progress)
         task = asyncio.create_task(self._execute(run, emitter, progress), name=f"run-{run_id}")
         active = self._active[run_id] = Active(run=run, task=task)
+        early = self._early_cancels.pop(run_id, None)
+        if early and time.monotonic() - early[1] < EARLY_CANCEL_SECS:
+            self._cancel(active, early[0])
         status, error = "success", None
         try:
             await task
@@ -286,13 +308,44 @@ class WorkerPool:
 
     # -- cancel, heartbeat, sweep ---------------------------------------------------------
 
+    @staticmethod
+    def _cancel(active: Active, action: str) -> None:
+        if active.cancel_action is None:
+            active.cancel_action = action
+        active.cancelled_at = time.monotonic()
+        active.task.cancel()
+
     async def _on_control(self, message: dict[str, Any]) -> None:
         if message.get("type") != "cancel":
             return
-        active = self._active.get(message.get("run_id", ""))
-        if active is not None and active.cancel_action is None:
-            active.cancel_action = message.get("action") or "interrupt"
-            active.task.cancel()
+        run_id = str(message.get("run_id", ""))
+        action = message.get("action") or "interrupt"
+        active = self._active.get(run_id)
+        if active is not None:
+            if active.cancel_action is None:
+                self._cancel(active, action)
+            return
+        if self.n_jobs:
+            # Claimed here a moment ago and not registered yet, maybe: keep it for the run.
+            now = time.monotonic()
+            if len(self._early_cancels) >= 10_000:
+                self._early_cancels = {
+                    k: v for k, v in self._early_cancels.items() if now - v[1] < EARLY_CANCEL_SECS
+                }
+            self._early_cancels[run_id] = (action, now)
+
+    async def _poll_forever(self) -> None:
+        """While workers here are idle, one of them looks for work now and then: runs whose
+        wake-up was lost (Redis down or flushed, a process killed) and delayed runs come due."""
+        settings = self.c.settings
+        while True:
+            interval = settings.WAKE_TIMEOUT_SECS
+            if not self.c.broker.healthy:
+                interval = min(interval, FALLBACK_POLL_SECS)
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            hub = self.c.broker.wakeups
+            if hub.waiting and hub.wanted:
+                hub.signal(poll=True)
 
     async def _heartbeat_forever(self) -> None:
         settings = self.c.settings
@@ -300,23 +353,29 @@ class WorkerPool:
             await asyncio.sleep(settings.BG_JOB_HEARTBEAT_SECS)
             if not self._active:
                 continue
+            asked = list(self._active)
             try:
-                rows = await self.c.runs.heartbeat(
-                    list(self._active), self.owner, settings.BG_JOB_LEASE_SECS
-                )
+                rows = await self.c.runs.heartbeat(asked, self.owner, settings.BG_JOB_LEASE_SECS)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             still_ours = {r["run_id"]: r["cancel_requested"] for r in rows}
-            for run_id, active in list(self._active.items()):
+            now = time.monotonic()
+            # Only the runs asked about: one claimed meanwhile is ours but not in the answer.
+            for run_id in asked:
+                active = self._active.get(run_id)
+                if active is None or active.task.done():
+                    continue
                 if run_id not in still_ours:
-                    if not active.task.done():
-                        active.lost = True
-                        active.task.cancel()
-                elif still_ours[run_id] and active.cancel_action is None:
-                    # The cancel message was lost (Redis down): Postgres has the request.
-                    active.cancel_action = still_ours[run_id]
+                    active.lost = True
                     active.task.cancel()
+                elif (action := still_ours[run_id]) and (
+                    active.cancel_action is None
+                    or now - active.cancelled_at >= settings.BG_JOB_HEARTBEAT_SECS
+                ):
+                    # The cancel message was lost (Redis down), or it did not stop the run:
+                    # Postgres has the request, so ask again.
+                    self._cancel(active, action)
 
     async def _sweep_forever(self) -> None:
         settings = self.c.settings

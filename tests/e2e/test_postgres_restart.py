@@ -60,3 +60,31 @@ async def test_server_survives_a_postgres_restart(postgres: PrivatePostgres) -> 
                 *(client.runs.wait(None, "counter", input={"steps": 2}) for _ in range(10))
             )
             assert [r["count"] for r in results] == [2] * 10
+
+
+async def test_server_started_while_postgres_is_down_waits_for_it(
+    postgres: PrivatePostgres,
+) -> None:
+    """Gunicorn stops altogether when a worker fails to boot, so a worker (re)started during
+    a database outage must wait for the database instead of failing."""
+    with redis_prefix() as prefix:
+        env = {"DATABASE_URI": postgres.uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+        await asyncio.to_thread(postgres.stop)
+        server = Server("serve", env=env, workers=2)
+        starting = asyncio.create_task(asyncio.to_thread(server.start, 90))
+        try:
+            async with asyncio.timeout(60):
+                while "database unreachable" not in (
+                    server.log() if server.log_path.exists() else ""
+                ):
+                    assert not starting.done(), server.log()
+                    await asyncio.sleep(0.1)
+            await asyncio.to_thread(postgres.start)
+            await starting
+            client = get_client(url=server.url)
+            out = await client.runs.wait(None, "counter", input={"steps": 2})
+            assert out["count"] == 2
+            assert len(server.worker_pids()) == 2
+        finally:
+            await asyncio.to_thread(server.cleanup)
+            await asyncio.gather(starting, return_exceptions=True)

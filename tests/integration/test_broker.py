@@ -57,8 +57,46 @@ async def test_wake_reaches_a_waiting_worker(broker: Broker) -> None:
     waiter = asyncio.create_task(broker.wait_wake(5.0))
     await asyncio.sleep(0.05)
     await broker.wake()
-    assert await asyncio.wait_for(waiter, 5.0) is True
-    assert await broker.wait_wake(0.1) is False
+    assert await asyncio.wait_for(waiter, 5.0) is False  # a wake-up about a run, not a poll
+    assert await broker.wait_wake(0.1) is None
+
+
+async def test_hundreds_of_idle_workers_leave_redis_usable(broker: Broker) -> None:
+    """Idle workers wait in-process, not each on a blocking Redis connection of their own:
+    with more of them than the client's connection pool holds, publishing still works."""
+    waiters = [asyncio.create_task(broker.wait_wake(30.0)) for _ in range(300)]
+    try:
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(broker.publish("run-many", _event(1)), 5.0)
+        assert [e.seq for e in await broker.replay("run-many", 0)] == [1]
+        for _ in range(3):
+            await broker.wake()
+        woken = 0
+        async with asyncio.timeout(5.0):
+            while woken < 3:
+                done = sum(w.done() for w in waiters)
+                woken = done
+                await asyncio.sleep(0.01)
+        assert sum(w.done() for w in waiters) == 3
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def test_a_busy_process_leaves_sentinels_to_idle_ones() -> None:
+    """A process none of whose workers waits takes no sentinel off the shared list."""
+    with redis_prefix() as prefix:
+        busy = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
+        idle = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
+        await busy.start()
+        await idle.start()
+        try:
+            await busy.wake()
+            assert await idle.wait_wake(5.0) is False
+        finally:
+            await busy.close()
+            await idle.close()
 
 
 async def test_control_messages_reach_handlers(broker: Broker) -> None:

@@ -100,14 +100,25 @@ class GraphRegistry:
     def __contains__(self, graph_id: object) -> bool:
         return graph_id in self._targets
 
-    async def get(self, graph_id: str, config: dict[str, Any] | None = None) -> Pregel:
-        """The graph with the server's checkpointer attached; factories are called per use."""
+    async def get(
+        self, graph_id: str, config: dict[str, Any] | None = None, *, checkpointer: Any = None
+    ) -> Pregel:
+        """The graph with the server's checkpointer attached (or `checkpointer`, for a run
+        whose state nobody reads afterwards); factories are called per use."""
         target = self._targets[graph_id]
+        if checkpointer is not None:
+            if isinstance(target, Pregel):
+                return self._attach(target, checkpointer)
+            return self._attach(await self._make(target, graph_id, config), checkpointer)
         if isinstance(target, Pregel):
             bound = self._bound.get(graph_id)
             if bound is None:
                 bound = self._bound[graph_id] = self._attach(target)
             return bound
+        return self._attach(await self._make(target, graph_id, config))
+
+    @staticmethod
+    async def _make(target: Any, graph_id: str, config: dict[str, Any] | None) -> Pregel:
         params = inspect.signature(target).parameters
         made = target(config or {}) if params else target()
         if inspect.isawaitable(made):
@@ -116,10 +127,12 @@ class GraphRegistry:
             made = made.compile()
         if not isinstance(made, Pregel):
             raise TypeError(f"graph factory for {graph_id!r} returned {type(made).__name__}")
-        return self._attach(made)
+        return made
 
-    def _attach(self, graph: Pregel) -> Pregel:
-        update: dict[str, Any] = {"checkpointer": self._checkpointer}
+    def _attach(self, graph: Pregel, checkpointer: Any = None) -> Pregel:
+        update: dict[str, Any] = {
+            "checkpointer": checkpointer if checkpointer is not None else self._checkpointer
+        }
         if self._store is not None:
             update["store"] = self._store
         return graph.copy(update=update)

@@ -170,6 +170,8 @@ async def _create(
     if graph_id not in c.registry:
         raise NotFound(f"Graph '{graph_id}' of assistant '{req.assistant_id}' is not loaded")
     run_id = str(uuid.uuid4())
+    # A thread id made here names no thread yet: nothing to look up or lock.
+    fresh = thread_id is None
     thread_id = thread_id or str(uuid.uuid4())
     ids = {
         "run_id": run_id,
@@ -196,7 +198,9 @@ async def _create(
     cancelled: list[Row] = []
     ended_pending = 0
     async with c.db.begin() as conn:
-        thread = await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)
+        thread = (
+            None if fresh else await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)
+        )
         if thread is None:
             if not stateless and req.if_not_exists != "create":
                 raise NotFound(f"Thread with ID {thread_id} not found")
@@ -205,7 +209,9 @@ async def _create(
                 {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
                 temporary=stateless and req.on_completion == "delete",
             )
+            row["status"] = "busy"  # as set below for a thread that existed
             thread = await Threads.insert(conn, row)
+            fresh = True
         else:
             inflight = await Runs.inflight_for_thread(conn, thread_id)
             if inflight:
@@ -249,7 +255,8 @@ async def _create(
             "graph_id": graph_id,
             "assistant_id": assistant["assistant_id"],
         }
-        await Threads.set_fields(conn, thread_id, status="busy", metadata=metadata)
+        if not fresh:
+            await Threads.set_fields(conn, thread_id, status="busy", metadata=metadata)
         if idempotency_key:
             await idempotency.remember(
                 conn, idempotency_key, run_id, c.settings.IDEMPOTENCY_KEY_TTL_SECS

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app import serde
@@ -17,6 +18,11 @@ from app import serde
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # Any fixed 64-bit number; every Runyard process agrees on it.
 MIGRATION_LOCK_KEY = 0x52_75_6E_79_61_72_64
+# A pooled Postgres connection idle longer than this is pinged before use. Pinging every
+# checkout (pool_pre_ping) costs a round trip per transaction; a connection that was fine a
+# moment ago is trusted, and if Postgres restarted meanwhile, the first statement fails as a
+# disconnect, which discards the whole pool (callers on the run path retry).
+PING_IDLE_SECS = 2.0
 
 
 def utcnow() -> datetime:
@@ -41,7 +47,7 @@ class Database:
             "json_deserializer": serde.loads,
         }
         if self.is_postgres:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2)
         else:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -49,7 +55,13 @@ class Database:
             kwargs.update(connect_args={"timeout": 30})
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
-        if not self.is_postgres:
+        if self.is_postgres:
+            # Reads and single-statement writes skip BEGIN/COMMIT: two round trips fewer.
+            self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            event.listen(self.engine.sync_engine, "checkout", _ping_if_idle)
+            event.listen(self.engine.sync_engine, "checkin", _note_checkin)
+        else:
+            self._autocommit = self.engine
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     @contextlib.asynccontextmanager
@@ -64,8 +76,20 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        """Reads, each statement on its own (Postgres: autocommit, the same per-statement
+        snapshots as READ COMMITTED, without BEGIN and ROLLBACK round trips)."""
+        async with self._autocommit.connect() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[AsyncConnection]:
+        """One write statement, atomic by itself: committed as it runs in Postgres."""
+        if self.is_postgres:
+            async with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            async with self.begin() as conn:
+                yield conn
 
     async def ping(self) -> bool:
         try:
@@ -142,6 +166,21 @@ class Database:
                     await conn.execute(
                         text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}
                     )
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    idle_since = record.info.get("checked_in_at")
+    if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:
+        # The pool then connects afresh (and retries the checkout).
+        raise exc.DisconnectionError(str(error)) from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -121,7 +121,7 @@ class Runs:
         """Claim the oldest eligible pending run: none of its thread running, none older pending."""
         try:
             if self.db.is_postgres:
-                async with self.db.begin() as conn:
+                async with self.db.single() as conn:
                     result = await conn.execute(
                         _NEXT_POSTGRES, {"owner": owner, "lease": lease_secs}
                     )
@@ -268,7 +268,7 @@ class Runs:
         run_ids = list(run_ids)
         if not run_ids:
             return []
-        async with self.db.begin() as conn:
+        async with self.db.single() as conn:
             result = await conn.execute(
                 update(runs)
                 .where(

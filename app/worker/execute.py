@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
 from app import serde
 from app.agents.executor import stream_graph
 from app.agents.registry import GraphRegistry
@@ -78,7 +80,11 @@ async def execute(
     kwargs = run["kwargs"]
     config = run_config(run)
     graph_id = config["configurable"].get("graph_id")
-    graph = await registry.get(graph_id, config)
+    # A temporary thread (a stateless run, deleted when it ends) keeps its checkpoints in
+    # memory: nobody reads them after the run, and they cost Postgres most of such a run's
+    # statements. A run taken over after its worker was lost then starts over.
+    ephemeral = InMemorySaver() if kwargs.get("temporary") else None
+    graph = await registry.get(graph_id, config, checkpointer=ephemeral)
     progress.graph = graph
     graph_input, command = kwargs.get("input"), kwargs.get("command")
     if run.get("claims", 1) > 1 and await _left_off_midway(graph, run):

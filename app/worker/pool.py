@@ -300,9 +300,6 @@ class WorkerPool:
         if rollback:
             with contextlib.suppress(Exception):
                 await self.c.checkpoints.delete_run(thread_id, run_id)
-        if temporary:
-            with contextlib.suppress(Exception):
-                await self.c.checkpoints.delete_thread(thread_id)
         progress.seq += 1
         await self.c.broker.publish_end(run_id, progress.seq, status)
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIBE_CONFIRM_SECS = 2.0
 _BLPOP_SECS = 1.0
+_EXPIRE_EVERY = 64
 
 
 class RedisBroker(Broker):
@@ -197,7 +198,10 @@ class RedisBroker(Broker):
                     maxlen=self._maxlen,
                     approximate=True,
                 )
-                pipe.expire(key, self._ttl)
+                # The log's time to live, set as it starts, now and then, and at its end:
+                # not one more command per event.
+                if final or event.seq % _EXPIRE_EVERY == 1:
+                    pipe.expire(key, self._ttl)
                 pipe.publish(self._channel(run_id), _encode(event))
                 await pipe.execute()
         except (RedisError, OSError) as exc:

@@ -305,16 +305,26 @@ async def list_for_thread(
     return await c.runs.list_for_thread(thread_id, limit=limit, offset=offset, status=status)
 
 
-async def wait_terminal(c: Container, run_id: str, timeout: float | None = None) -> Row | None:
+async def wait_terminal(
+    c: Container, run_id: str, timeout: float | None = None, *, just_created: bool = False
+) -> Row | None:
     """Block until the run is terminal (or gone: None). Woken by the run's end event;
-    re-reads Postgres every JOIN_POLL_SECS so it also returns with Redis down."""
+    re-reads Postgres every JOIN_POLL_SECS so it also returns with Redis down.
+    `just_created`: the run was created by this request, so it has hardly begun."""
     sub = await c.broker.subscribe(run_id)
     try:
         async with asyncio.timeout(timeout):
+            # A run this request just created is not over unless its end is logged already;
+            # the replay log is cheaper to ask than the row.
+            read_row = not just_created or any(
+                e.event == END for e in await c.broker.replay(run_id, 0)
+            )
             while True:
-                row = await c.runs.get(run_id)
-                if row is None or row["status"] in TERMINAL_RUN_STATUSES:
-                    return row
+                if read_row:
+                    row = await c.runs.get(run_id)
+                    if row is None or row["status"] in TERMINAL_RUN_STATUSES:
+                        return row
+                read_row = True
                 while True:
                     event = await sub.get(JOIN_POLL_SECS)
                     if event is None or event.event == END:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
+from app.store.runs import INFLIGHT
 from app.store.tables import runs, threads
 
 Row = dict[str, Any]
@@ -110,6 +111,19 @@ class Threads:
     async def delete_row(conn: AsyncConnection, thread_id: str) -> None:
         """Only the thread: a temporary thread's runs stay readable after it goes."""
         await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
+
+    @staticmethod
+    async def delete_if_idle(conn: AsyncConnection, thread_id: str) -> bool:
+        """Delete the thread unless a run of it is pending or running; whether it was."""
+        inflight = (
+            select(runs.c.run_id)
+            .where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT))
+            .exists()
+        )
+        result = await conn.execute(
+            delete(threads).where(threads.c.thread_id == thread_id, ~inflight)
+        )
+        return bool(result.rowcount)
 
     async def delete(self, thread_id: str) -> bool:
         async with self.db.begin() as conn:

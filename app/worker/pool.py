@@ -176,13 +176,20 @@ class WorkerPool:
             self._busy.add(index)
             try:
                 with run_context(run["run_id"], run["thread_id"]), metrics.running():
-                    await self._run(run)
+                    more = await self._run(run)
             finally:
                 self._busy.discard(index)
+            if not more and self.c.broker.shared and self.c.broker.healthy:
+                # Every other pending run has its sentinel on the shared list: wait for one
+                # instead of a claim that would find nothing.
+                looking = await self.c.broker.wait_wake(IDLE_SAFETY_SECS) is not False
 
     # -- executing ------------------------------------------------------------------------
 
-    async def _run(self, run: dict[str, Any]) -> None:
+    async def _run(self, run: dict[str, Any]) -> bool:
+        """Execute and finalize a claimed run. Returns False when the run ended and no other
+        run of its thread waits (whose sentinel may have been spent on a claim that found it
+        blocked behind this one); True when claiming again at once may find work."""
         run_id = run["run_id"]
         progress = progress_for(run)
         emitter = EventEmitter(self.c.broker, progress)
@@ -199,7 +206,7 @@ class WorkerPool:
             if current is not None and current.cancelling():
                 raise  # the pool itself is stopping; stop() hands the run back
             if active.lost:
-                return
+                return True
             status = "interrupted"
         except TimeoutError:
             status = "timeout"
@@ -214,14 +221,14 @@ class WorkerPool:
             log.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
             delay = retry_delay(run)
             if delay is not None and await self._retry(run, delay):
-                return
+                return True
         finally:
             self._active.pop(run_id, None)
         if error is not None:
             with contextlib.suppress(Exception):
                 await emitter.emit("error", error)
         await read_final_state(progress, run["thread_id"])
-        await self._finalize(run, progress, status, error, active.cancel_action)
+        return await self._finalize(run, progress, status, error, active.cancel_action)
 
     async def _retry(self, run: dict[str, Any], delay: float) -> bool:
         try:
@@ -247,8 +254,11 @@ class WorkerPool:
         status: str,
         error: dict[str, Any] | None,
         cancel_action: str | None,
-    ) -> None:
+    ) -> bool:
+        """Record the run's end. Returns whether another run of its thread is in flight (True
+        when that is not known)."""
         run_id, thread_id = run["run_id"], run["thread_id"]
+        inflight = True
         rollback = status == "interrupted" and cancel_action == "rollback"
         temporary = bool(run["kwargs"].get("temporary"))
         output = progress.values if status != "error" else None
@@ -269,13 +279,14 @@ class WorkerPool:
                     )
                     if done is None:
                         log.warning("run %s was taken from this worker; result dropped", run_id)
-                        return
+                        return True
                     if rollback:
                         await Runs.delete(conn, run_id)
-                    inflight = await self.c.runs.thread_has_inflight(conn, thread_id)
-                    if temporary and not inflight:
-                        await Threads.delete_row(conn, thread_id)
+                    # A temporary thread goes with its run, unless another run of it waits.
+                    if temporary and await Threads.delete_if_idle(conn, thread_id):
+                        inflight = False
                     else:
+                        inflight = await self.c.runs.thread_has_inflight(conn, thread_id)
                         await Threads.set_fields(
                             conn,
                             thread_id,
@@ -290,7 +301,7 @@ class WorkerPool:
             except Exception as exc:
                 if time.monotonic() > deadline:
                     log.error("run %s could not be finalized: %s", run_id, exc)
-                    return
+                    return True
                 log.warning("finalizing run %s failed (%s); retrying", run_id, exc)
                 await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         self.finished += 1
@@ -302,6 +313,7 @@ class WorkerPool:
                 await self.c.checkpoints.delete_run(thread_id, run_id)
         progress.seq += 1
         await self.c.broker.publish_end(run_id, progress.seq, status)
+        return inflight
 
     # -- cancel, heartbeat, sweep ---------------------------------------------------------
 

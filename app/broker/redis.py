@@ -209,6 +209,9 @@ class RedisBroker(Broker):
             if self._healthy:
                 log.warning("events not relayed while Redis is unreachable: %s", exc)
             self._healthy = False
+            # Listeners in this process still hear it (a `wait` on the run ends at once).
+            for sub in self._subs.get(run_id, ()):
+                sub.queue.put_nowait(event)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         try:

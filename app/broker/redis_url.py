@@ -16,6 +16,11 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "retry_on_timeout": False,
 }
 
+# Per process. A connection is held for one command or pipeline (the pub/sub connection and the
+# wake listener's blocking one are held for good).
+POOL_CONNECTIONS = 100
+POOL_WAIT_SECS = 10
+
 
 class RedisUriError(ValueError):
     pass
@@ -24,7 +29,12 @@ class RedisUriError(ValueError):
 def connect(uri: str) -> aioredis.Redis:
     parts = urlsplit(uri)
     if parts.scheme not in SENTINEL_SCHEMES:
-        return aioredis.from_url(uri, **CLIENT_OPTIONS)
+        # Under a burst (a thousand streams opening at once) callers queue for a connection
+        # instead of failing with "Too many connections", which would drop events.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            uri, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECS, **CLIENT_OPTIONS
+        )
+        return aioredis.Redis.from_pool(pool)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     password = unquote(userinfo.partition(":")[2]) if userinfo else None
     hosts: list[tuple[str, int]] = []

@@ -32,6 +32,7 @@ REJECT_DETAIL = (
 )
 # How often a waiter re-reads Postgres when no end-of-run message arrives (Redis down).
 JOIN_POLL_SECS = 1.0
+FALLBACK_FIRST_POLL_SECS = 0.02
 
 
 def public(row: Row) -> Row:
@@ -319,6 +320,9 @@ async def wait_terminal(
             read_row = not just_created or any(
                 e.event == END for e in await c.broker.replay(run_id, 0)
             )
+            # With Redis down the end of a run on another process is only seen in Postgres:
+            # look soon, then less often, so short runs are not held up a whole poll.
+            pause = FALLBACK_FIRST_POLL_SECS
             while True:
                 if read_row:
                     row = await c.runs.get(run_id)
@@ -326,7 +330,11 @@ async def wait_terminal(
                         return row
                 read_row = True
                 while True:
-                    event = await sub.get(JOIN_POLL_SECS)
+                    if c.broker.healthy:
+                        event = await sub.get(JOIN_POLL_SECS)
+                    else:
+                        event = await sub.get(pause)
+                        pause = min(pause * 2, JOIN_POLL_SECS)
                     if event is None or event.event == END:
                         break
     finally:

@@ -48,6 +48,8 @@ class RedisBroker(Broker):
         self._closing = False
         self._connected = asyncio.Event()
         self._dispatching: set[asyncio.Task[None]] = set()
+        self._outbox: list[tuple[str, Event, bool, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -83,11 +85,19 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._reader, self._wake_listener):
+        if self._sender is not None:
+            # What is queued still goes out (the runs' last events and ends).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), 5.0)
+        for task in (self._reader, self._wake_listener, self._sender):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        for *_, done in self._outbox:
+            if not done.done():
+                done.set_result(None)
+        self._outbox = []
         await self._close_pubsub()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
@@ -188,30 +198,50 @@ class RedisBroker(Broker):
     # -- events ---------------------------------------------------------------------------
 
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
-        key = self._log_key(run_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(
-                    key,
-                    {b"e": event.event, b"d": event.data},
-                    id=f"{event.seq}-0",
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-                # The log's time to live, set as it starts, now and then, and at its end:
-                # not one more command per event.
-                if final or event.seq % _EXPIRE_EVERY == 1:
-                    pipe.expire(key, self._ttl)
-                pipe.publish(self._channel(run_id), _encode(event))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            # Once per outage, not once per event: the pub/sub reader logs the recovery.
-            if self._healthy:
-                log.warning("events not relayed while Redis is unreachable: %s", exc)
-            self._healthy = False
-            # Listeners in this process still hear it (a `wait` on the run ends at once).
-            for sub in self._subs.get(run_id, ()):
-                sub.queue.put_nowait(event)
+        """Queue the event for the next pipeline and wait until it was sent (or failed).
+
+        Events of all runs of this process that are published while a pipeline is in flight
+        go out together in the next one: one write and one read of Redis per batch instead
+        of per event. Each run still publishes one event at a time, so a run's order holds."""
+        done = asyncio.get_running_loop().create_future()
+        self._outbox.append((run_id, event, final, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_outbox(), name="runyard-publish")
+        await asyncio.shield(done)
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for run_id, event, final, _ in batch:
+                        key = self._log_key(run_id)
+                        pipe.xadd(
+                            key,
+                            {b"e": event.event, b"d": event.data},
+                            id=f"{event.seq}-0",
+                            maxlen=self._maxlen,
+                            approximate=True,
+                        )
+                        # The log's time to live, set as it starts, now and then, and at its
+                        # end: not one more command per event.
+                        if final or event.seq % _EXPIRE_EVERY == 1:
+                            pipe.expire(key, self._ttl)
+                        pipe.publish(self._channel(run_id), _encode(event))
+                    await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as exc:
+                # Once per outage, not once per event: the pub/sub reader logs the recovery.
+                if self._healthy:
+                    log.warning("events not relayed while Redis is unreachable: %s", exc)
+                self._healthy = False
+                # Listeners in this process still hear them (a `wait` on the run ends at once).
+                for run_id, event, _, _ in batch:
+                    for sub in self._subs.get(run_id, ()):
+                        sub.queue.put_nowait(event)
+            finally:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         try:

@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="record the production "
-        "server's workers with py-spy during the measured repetitions "
+        help="record the server's worker processes (Gunicorn workers, or the embedded "
+        "server) with py-spy during the measured repetitions "
         "(figures then include the profiler's overhead)",
     )
     args = parser.parse_args(argv)
@@ -129,7 +129,7 @@ def run_scenario(scenario: Scenario, shape: str, args: argparse.Namespace) -> Sc
     try:
         with open_stack(shape, scenario.stack(shape, args.quick)) as stack:
             profiler = None
-            if args.profile and shape == "production":
+            if args.profile:
                 profiler = Profiler(RESULTS_DIR, f"profile-{shape}-{scenario.name}")
             measurements = run_async(
                 repetitions(scenario, Context(stack, args.quick), args.repeat, profiler)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sse_starlette.sse import AppStatus
+
 from app import serde
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.container import Container
@@ -34,6 +36,9 @@ FINALIZE_RETRY_SECS = 120.0
 FALLBACK_POLL_SECS = 0.25
 # A worker waits this long at most even if no poll tick reaches it (the ticker is the rule).
 IDLE_SAFETY_SECS = 30.0
+# How often the pool looks whether the server was told to stop (sse-starlette's flag, set by
+# Uvicorn's signal handler).
+SHUTDOWN_WATCH_SECS = 0.2
 # A cancel that arrives before its run is registered here is kept this long for it.
 EARLY_CANCEL_SECS = 60.0
 
@@ -91,6 +96,7 @@ class WorkerPool:
         self._background: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._early_cancels: dict[str, tuple[str, float]] = {}
+        self._drain: asyncio.Task[None] | None = None
         self._scheduler = CronScheduler(c)
         self.claimed = 0
         self.finished = 0
@@ -111,11 +117,39 @@ class WorkerPool:
             self._background.append(asyncio.create_task(self._heartbeat_forever()))
             self._background.append(asyncio.create_task(self._poll_forever()))
         self._background.append(asyncio.create_task(self._sweep_forever()))
+        grace = self.c.settings.BG_JOB_SHUTDOWN_GRACE_SECS
+        self._background.append(asyncio.create_task(self._watch_shutdown(grace)))
         self._background.append(asyncio.create_task(self._stats_forever()))
         self._scheduler.start()
 
+    def begin_drain(self, grace: float) -> asyncio.Task[None]:
+        """Start the drain (once): stop claiming; let running runs finish for `grace`
+        seconds; hand the rest back."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_runs(grace), name="runyard-drain")
+        return self._drain
+
+    async def _watch_shutdown(self, grace: float) -> None:
+        """Drain as soon as the server is told to stop. Uvicorn runs the app's shutdown only
+        after every open request ended, and a `runs/wait` or `join` may be waiting for a run
+        of this very process: meanwhile the workers would go on claiming."""
+        while not AppStatus.should_exit:
+            await asyncio.sleep(SHUTDOWN_WATCH_SECS)
+        log.info("stop requested: draining (%.0f s for running runs)", grace)
+        self.begin_drain(grace)
+
     async def stop(self, grace: float) -> None:
-        """Stop claiming; let running runs finish for `grace` seconds; hand the rest back."""
+        """Drain (if the stop was not seen earlier), then stop the background tasks."""
+        await self.begin_drain(grace)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.webhooks.close()
+        metrics.WORKER_TASKS.dec(self.n_jobs)
+
+    async def _drain_runs(self, grace: float) -> None:
         self._stopping.set()
         # No new runs from crons either: a process going away creates none it cannot run.
         await self._scheduler.stop()
@@ -135,13 +169,6 @@ class WorkerPool:
             released = await self.c.runs.release(leftovers, self.owner)
             log.info("handed %d unfinished runs back to the queue", released)
             await self.c.broker.wake()
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.webhooks.close()
-        metrics.WORKER_TASKS.dec(self.n_jobs)
 
     @property
     def busy(self) -> int:

@@ -4,6 +4,7 @@ without an attempt charged, nothing is left `running`, and the next server picks
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
@@ -82,3 +83,55 @@ async def test_sigterm_hands_unfinished_runs_back() -> None:
                 await client.runs.cancel(r["thread_id"], r["run_id"], wait=True)
         finally:
             second.cleanup()
+
+
+async def test_an_open_wait_does_not_hold_the_drain_up() -> None:
+    """Uvicorn runs the app's shutdown only once open requests end, and a `runs/wait` can
+    wait for a run of the very process being stopped: the drain must start at the signal, so
+    the run is handed back within the grace period instead of running on until the kill."""
+    import psycopg
+
+    with postgres_database() as uri, redis_prefix() as prefix:
+        env = {
+            "DATABASE_URI": uri,
+            "REDIS_URI": REDIS_URL,
+            "REDIS_KEY_PREFIX": prefix,
+            "N_JOBS_PER_WORKER": "2",
+            "BG_JOB_SHUTDOWN_GRACE_SECS": "1",
+        }
+        server = Server("serve", env=env, workers=1).start()
+        http = httpx.AsyncClient(base_url=server.url, timeout=60)
+        try:
+            thread = (await http.post("/threads", json={})).json()
+            # The request creates the run and waits for it: while the run exists, it waits.
+            waiting = asyncio.create_task(
+                http.post(
+                    f"/threads/{thread['thread_id']}/runs/wait",
+                    json={"assistant_id": "sleeper", "input": {"steps": 10_000, "delay": 0.01}},
+                )
+            )
+
+            def status() -> str | None:
+                with psycopg.connect(uri, autocommit=True) as conn:
+                    row = conn.execute("SELECT status FROM runs").fetchone()
+                return row[0] if row else None
+
+            async with asyncio.timeout(20):
+                while await asyncio.to_thread(status) != "running":
+                    assert not waiting.done(), waiting
+                    await asyncio.sleep(0.05)
+            assert server.proc is not None
+            signalled = time.monotonic()
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            now = "running"
+            while time.monotonic() - signalled < 8 and now == "running":
+                await asyncio.sleep(0.1)
+                now = await asyncio.to_thread(status) or "gone"
+            handed_back = time.monotonic() - signalled
+            assert now == "pending", (now, server.log())
+            assert handed_back < 6, handed_back
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        finally:
+            await http.aclose()
+            server.cleanup()

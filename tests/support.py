@@ -68,6 +68,16 @@ def redis_prefix(url: str = REDIS_URL) -> Iterator[str]:
             client.close()
 
 
+def production_env(database_uri: str, prefix: str, **settings: str) -> dict[str, str]:
+    """The settings of a `runyard serve` on Postgres and the session's Redis under `prefix`."""
+    return {
+        "DATABASE_URI": database_uri,
+        "REDIS_URI": REDIS_URL,
+        "REDIS_KEY_PREFIX": prefix,
+        **settings,
+    }
+
+
 def wait_http(url: str, deadline: float, proc: subprocess.Popen | None = None) -> None:
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -12,20 +12,14 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.support import REDIS_URL, Server, postgres_database, redis_prefix
+from tests.support import Server, postgres_database, production_env, redis_prefix
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_sigterm_hands_unfinished_runs_back() -> None:
     with postgres_database() as uri, redis_prefix() as prefix:
-        env = {
-            "DATABASE_URI": uri,
-            "REDIS_URI": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            "N_JOBS_PER_WORKER": "3",
-            "BG_JOB_SHUTDOWN_GRACE_SECS": "1",
-        }
+        env = production_env(uri, prefix, N_JOBS_PER_WORKER="3", BG_JOB_SHUTDOWN_GRACE_SECS="1")
         first = Server("serve", env=env, workers=2).start()
         try:
             client = get_client(url=first.url)
@@ -92,13 +86,7 @@ async def test_an_open_wait_does_not_hold_the_drain_up() -> None:
     import psycopg
 
     with postgres_database() as uri, redis_prefix() as prefix:
-        env = {
-            "DATABASE_URI": uri,
-            "REDIS_URI": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            "N_JOBS_PER_WORKER": "2",
-            "BG_JOB_SHUTDOWN_GRACE_SECS": "1",
-        }
+        env = production_env(uri, prefix, N_JOBS_PER_WORKER="2", BG_JOB_SHUTDOWN_GRACE_SECS="1")
         server = Server("serve", env=env, workers=1).start()
         http = httpx.AsyncClient(base_url=server.url, timeout=60)
         try:

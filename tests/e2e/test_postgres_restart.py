@@ -10,7 +10,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.support import REDIS_URL, PrivatePostgres, Server, redis_prefix
+from tests.support import PrivatePostgres, Server, production_env, redis_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +26,7 @@ def postgres() -> Iterator[PrivatePostgres]:
 
 async def test_server_survives_a_postgres_restart(postgres: PrivatePostgres) -> None:
     with redis_prefix() as prefix:
-        env = {
-            "DATABASE_URI": postgres.uri,
-            "REDIS_URI": REDIS_URL,
-            "REDIS_KEY_PREFIX": prefix,
-            "BG_JOB_HEARTBEAT_SECS": "0.5",
-        }
+        env = production_env(postgres.uri, prefix, BG_JOB_HEARTBEAT_SECS="0.5")
         with Server("serve", env=env, workers=2) as server:
             client = get_client(url=server.url)
             assert (await client.runs.wait(None, "counter", input={"steps": 1}))["count"] == 1
@@ -68,7 +63,7 @@ async def test_server_started_while_postgres_is_down_waits_for_it(
     """Gunicorn stops altogether when a worker fails to boot, so a worker (re)started during
     a database outage must wait for the database instead of failing."""
     with redis_prefix() as prefix:
-        env = {"DATABASE_URI": postgres.uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+        env = production_env(postgres.uri, prefix)
         await asyncio.to_thread(postgres.stop)
         server = Server("serve", env=env, workers=2)
         starting = asyncio.create_task(asyncio.to_thread(server.start, 90))

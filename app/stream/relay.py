@@ -16,6 +16,7 @@ from app.container import Container
 from app.store.tables import TERMINAL_RUN_STATUSES
 
 QUIET_CHECK_SECS = 2.0
+QUIET_CHECK_MAX_SECS = 16.0
 
 
 async def follow(
@@ -35,12 +36,19 @@ async def follow(
             return
         # Nothing logged: the run may have ended long ago, or Redis lost its log.
         check_now = not logged and not fresh
+        quiet = QUIET_CHECK_SECS
         while True:
-            event = None if check_now else await sub.get(QUIET_CHECK_SECS)
+            event = None if check_now else await sub.get(quiet)
             check_now = False
             if event is None:
                 row = await c.runs.get(run_id)
                 if row is not None and row["status"] not in TERMINAL_RUN_STATUSES:
+                    # While the broker works, its end message ends the stream and this
+                    # check is only a safety net: a run that stays quiet (queued, thinking) is
+                    # asked about less and less often, so a thousand waiting streams do not
+                    # crowd the database. Without it, this check is how the end is seen.
+                    healthy = broker.healthy
+                    quiet = min(quiet * 2, QUIET_CHECK_MAX_SECS) if healthy else QUIET_CHECK_SECS
                     continue
                 # Over (or deleted): deliver whatever the log still holds, then stop.
                 logged, ended = await _from_log(broker, run_id, last)
@@ -53,6 +61,7 @@ async def follow(
                     for final in final_events(row):
                         yield final
                 return
+            quiet = QUIET_CHECK_SECS
             if event.event == RESYNC or event.seq > last + 1:
                 logged, ended = await _from_log(broker, run_id, last)
                 for missed in logged:

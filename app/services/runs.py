@@ -198,6 +198,72 @@ async def _create(
     now = utcnow()
     cancelled: list[Row] = []
     ended_pending = 0
+
+    def run_row(thread: Row) -> Row:
+        # The thread's metadata reaches the run's checkpoints, as LangGraph records it.
+        kwargs["config"]["metadata"] = {
+            **(thread["metadata"] or {}),
+            **kwargs["config"]["metadata"],
+        }
+        return {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant["assistant_id"],
+            "created_at": now,
+            "updated_at": now,
+            "status": "pending",
+            "metadata": req.metadata or {},
+            "kwargs": kwargs,
+            "multitask_strategy": req.multitask_strategy,
+            "priority": req.priority,
+            "not_before": now + timedelta(seconds=req.after_seconds) if req.after_seconds else None,
+        }
+
+    def new_thread() -> Row:
+        row = Threads.new_row(
+            thread_id,
+            {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
+            temporary=stateless and req.on_completion == "delete",
+        )
+        row["status"] = "busy"  # as set below for a thread that existed
+        return row
+
+    if fresh and c.db.is_postgres and not idempotency_key:
+        # Nothing to look up or lock: the thread and the run go in with one statement.
+        thread = new_thread()
+        run = await c.runs.insert_with_thread(thread, run_row(thread))
+    else:
+        run = await _insert_in_transaction(
+            c, thread_id, graph_id, req, stateless, fresh, idempotency_key, new_thread, run_row
+        )
+        cancelled, ended_pending = run.pop("_cancelled"), run.pop("_ended_pending")
+    metrics.RUNS_CREATED.inc()
+    metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
+    for r in cancelled:
+        await c.broker.send_control(
+            {"type": "cancel", "run_id": r["run_id"], "action": req.multitask_strategy}
+        )
+    await c.broker.wake()
+    if req.after_seconds:
+        wake_later(c, req.after_seconds)
+    return run
+
+
+async def _insert_in_transaction(
+    c: Container,
+    thread_id: str,
+    graph_id: str,
+    req: RunRequest,
+    stateless: bool,
+    fresh: bool,
+    idempotency_key: str | None,
+    new_thread: Any,
+    run_row: Any,
+) -> Row:
+    """The run, with its thread's lock, multitask strategy and idempotency key, in one
+    transaction. Also returns (under `_cancelled`, `_ended_pending`) the runs it stopped."""
+    cancelled: list[Row] = []
+    ended_pending = 0
     async with c.db.begin() as conn:
         thread = (
             None if fresh else await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)
@@ -205,13 +271,7 @@ async def _create(
         if thread is None:
             if not stateless and req.if_not_exists != "create":
                 raise NotFound(f"Thread with ID {thread_id} not found")
-            row = Threads.new_row(
-                thread_id,
-                {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]},
-                temporary=stateless and req.on_completion == "delete",
-            )
-            row["status"] = "busy"  # as set below for a thread that existed
-            thread = await Threads.insert(conn, row)
+            thread = await Threads.insert(conn, new_thread())
             fresh = True
         else:
             inflight = await Runs.inflight_for_thread(conn, thread_id)
@@ -228,50 +288,19 @@ async def _create(
                         for r in ended:
                             await Runs.delete(conn, r["run_id"])
                     cancelled = asked
-        # The thread's metadata reaches the run's checkpoints, as LangGraph records it.
-        kwargs["config"]["metadata"] = {
-            **(thread["metadata"] or {}),
-            **kwargs["config"]["metadata"],
-        }
-        run = await Runs.insert(
-            conn,
-            {
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "assistant_id": assistant["assistant_id"],
-                "created_at": now,
-                "updated_at": now,
-                "status": "pending",
-                "metadata": req.metadata or {},
-                "kwargs": kwargs,
-                "multitask_strategy": req.multitask_strategy,
-                "priority": req.priority,
-                "not_before": now + timedelta(seconds=req.after_seconds)
-                if req.after_seconds
-                else None,
-            },
-        )
-        metadata = {
-            **(thread["metadata"] or {}),
-            "graph_id": graph_id,
-            "assistant_id": assistant["assistant_id"],
-        }
+        run = await Runs.insert(conn, run_row(thread))
         if not fresh:
+            metadata = {
+                **(thread["metadata"] or {}),
+                "graph_id": graph_id,
+                "assistant_id": run["assistant_id"],
+            }
             await Threads.set_fields(conn, thread_id, status="busy", metadata=metadata)
         if idempotency_key:
             await idempotency.remember(
-                conn, idempotency_key, run_id, c.settings.IDEMPOTENCY_KEY_TTL_SECS
+                conn, idempotency_key, run["run_id"], c.settings.IDEMPOTENCY_KEY_TTL_SECS
             )
-    metrics.RUNS_CREATED.inc()
-    metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
-    for r in cancelled:
-        await c.broker.send_control(
-            {"type": "cancel", "run_id": r["run_id"], "action": req.multitask_strategy}
-        )
-    await c.broker.wake()
-    if req.after_seconds:
-        wake_later(c, req.after_seconds)
-    return run
+    return {**run, "_cancelled": cancelled, "_ended_pending": ended_pending}
 
 
 _delayed_wakes: set[asyncio.TimerHandle] = set()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
-from app.store.tables import Timestamp, runs
+from app.store.tables import Timestamp, runs, threads
 
 Row = dict[str, Any]
 
@@ -114,6 +114,14 @@ class Runs:
             .returning(*runs.c)
         )
         return ended_rows, [_row(m) for m in asked.mappings()]
+
+    async def insert_with_thread(self, thread_row: Row, run_row: Row) -> Row:
+        """A new thread and its first run in one statement (Postgres: a data-modifying CTE),
+        committed as it runs: one round trip instead of four."""
+        new_thread = insert(threads).values(**thread_row).cte("new_thread")
+        statement = insert(runs).values(**run_row).add_cte(new_thread).returning(*runs.c)
+        async with self.db.single() as conn:
+            return _row((await conn.execute(statement)).mappings().one())
 
     # -- the claim ------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # fails to boot stops the whole server.
     deadline = asyncio.get_running_loop().time() + settings.DATABASE_STARTUP_WAIT_SECS
     if db.is_postgres:
-        await db.wait_reachable(settings.DATABASE_STARTUP_WAIT_SECS, log)
+        await db.wait_reachable(deadline, log)
     saver = await checkpoints.open()
     memory = await longterm.open()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -233,10 +234,9 @@ async def _create(
         thread = new_thread()
         run = await c.runs.insert_with_thread(thread, run_row(thread))
     else:
-        run = await _insert_in_transaction(
+        run, cancelled, ended_pending = await _insert_in_transaction(
             c, thread_id, graph_id, req, stateless, fresh, idempotency_key, new_thread, run_row
         )
-        cancelled, ended_pending = run.pop("_cancelled"), run.pop("_ended_pending")
     metrics.RUNS_CREATED.inc()
     metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
     for r in cancelled:
@@ -257,11 +257,12 @@ async def _insert_in_transaction(
     stateless: bool,
     fresh: bool,
     idempotency_key: str | None,
-    new_thread: Any,
-    run_row: Any,
-) -> Row:
+    new_thread: Callable[[], Row],
+    run_row: Callable[[Row], Row],
+) -> tuple[Row, list[Row], int]:
     """The run, with its thread's lock, multitask strategy and idempotency key, in one
-    transaction. Also returns (under `_cancelled`, `_ended_pending`) the runs it stopped."""
+    transaction. Returns it, the running runs it asked to stop, and how many pending runs it
+    ended."""
     cancelled: list[Row] = []
     ended_pending = 0
     async with c.db.begin() as conn:
@@ -300,7 +301,7 @@ async def _insert_in_transaction(
             await idempotency.remember(
                 conn, idempotency_key, run["run_id"], c.settings.IDEMPOTENCY_KEY_TTL_SECS
             )
-    return {**run, "_cancelled": cancelled, "_ended_pending": ended_pending}
+    return run, cancelled, ended_pending
 
 
 _delayed_wakes: set[asyncio.TimerHandle] = set()

@@ -84,34 +84,33 @@ class Database:
     @contextlib.asynccontextmanager
     async def single(self) -> AsyncIterator[AsyncConnection]:
         """One write statement, atomic by itself: committed as it runs in Postgres."""
-        if self.is_postgres:
-            async with self._autocommit.connect() as conn:
-                yield conn
-        else:
-            async with self.begin() as conn:
-                yield conn
+        context = self._autocommit.connect() if self.is_postgres else self.begin()
+        async with context as conn:
+            yield conn
+
+    async def _select_one(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self._select_one()
             return True
         except Exception:
             return False
 
-    async def wait_reachable(self, timeout: float, log: Any = None) -> None:
-        """Block until the database answers, retrying with backoff for up to `timeout`
-        seconds, then raise what the last attempt raised. A worker restarted while Postgres is
+    async def wait_reachable(self, deadline: float, log: Any = None) -> None:
+        """Block until the database answers, retrying with backoff until `deadline` (loop
+        time), then raise what the last attempt raised. A worker restarted while Postgres is
         away waits for it instead of failing to boot (which stops all of Gunicorn)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
         delay = 0.1
         while True:
             try:
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                await self._select_one()
                 return
             except Exception as exc:
-                if asyncio.get_running_loop().time() + delay > deadline:
+                if loop.time() + delay > deadline:
                     raise
                 if log is not None and delay >= 0.8:
                     log.warning("database unreachable (%s); retrying", exc)
@@ -133,7 +132,7 @@ class Database:
                     raise
                 if log is not None:
                     log.warning("database went away during start-up; waiting for it")
-                await self.wait_reachable(max(0.0, deadline - loop.time()), log)
+                await self.wait_reachable(deadline, log)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -47,8 +47,10 @@ async def follow(
                     # check is only a safety net: a run that stays quiet (queued, thinking) is
                     # asked about less and less often, so a thousand waiting streams do not
                     # crowd the database. Without it, this check is how the end is seen.
-                    healthy = broker.healthy
-                    quiet = min(quiet * 2, QUIET_CHECK_MAX_SECS) if healthy else QUIET_CHECK_SECS
+                    if broker.healthy:
+                        quiet = min(quiet * 2, QUIET_CHECK_MAX_SECS)
+                    else:
+                        quiet = QUIET_CHECK_SECS
                     continue
                 # Over (or deleted): deliver whatever the log still holds, then stop.
                 logged, ended = await _from_log(broker, run_id, last)

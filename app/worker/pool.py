@@ -379,9 +379,8 @@ class WorkerPool:
             if not self.c.broker.healthy:
                 interval = min(interval, FALLBACK_POLL_SECS)
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
-            hub = self.c.broker.wakeups
-            if hub.waiting and hub.wanted:
-                hub.signal(poll=True)
+            if self.c.broker.wakeups.wanted:
+                self.c.broker.wakeups.signal(poll=True)
 
     async def _heartbeat_forever(self) -> None:
         settings = self.c.settings

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from app.agents.registry import GraphRegistry
 from app.broker import Broker
+from app.services.outcomes import RunOutcomes
 from app.settings import Settings
 from app.store.assistants import Assistants
 from app.store.checkpoint import Checkpoints
@@ -38,3 +39,4 @@ class Container:
         self.threads = Threads(self.db)
         self.assistants = Assistants(self.db)
         self.crons = Crons(self.db)
+        self.outcomes = RunOutcomes()  # ends of the runs executing in this process

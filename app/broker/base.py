@@ -73,6 +73,12 @@ class Broker(abc.ABC):
         """Whether the broker answers now (readiness), as opposed to `healthy`, the last seen."""
         return True
 
+    def claim_local(self, run_id: str, base_seq: int) -> None:  # noqa: B027 - optional hook
+        """This process executes the run from now on: its events start above `base_seq`."""
+
+    def release_local(self, run_id: str, *, ended: bool) -> None:  # noqa: B027 - optional hook
+        """The run stopped executing here: it `ended`, or it goes on elsewhere."""
+
     async def publish_end(self, run_id: str, seq: int, status: str) -> None:
         """The run is over: relays stop, waiters re-read Postgres."""
         data = b'{"status":"%s"}' % status.encode()

@@ -3,6 +3,11 @@
 Each process holds one pub/sub connection. Run channels are subscribed on it while a local
 listener wants them, and messages fan out to local queues. Every failure degrades to
 "no wake-up / no relay": callers fall back to Postgres and nothing is lost.
+
+A run executing in this process is relayed to this process's listeners directly: its events
+reach their queues as they are published, its replay is answered from memory, and its channel
+is not subscribed on Redis at all. Redis still gets every event (log and channel) for the
+other processes, in pipelines that the run does not wait for.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -24,6 +30,9 @@ log = logging.getLogger(__name__)
 _SUBSCRIBE_CONFIRM_SECS = 2.0
 _BLPOP_SECS = 1.0
 _EXPIRE_EVERY = 64
+# A publisher waits for Redis only while this many events are queued: a fast run is not
+# slowed down to Redis's pace, a runaway one cannot fill the memory.
+_OUTBOX_HIGH_WATER = 5_000
 
 
 class RedisBroker(Broker):
@@ -43,6 +52,10 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._wake_listener: asyncio.Task[None] | None = None
         self._subs: dict[str, set[Subscription]] = {}
+        # Runs whose channel is subscribed on Redis (some are only listened to locally).
+        self._remote: set[str] = set()
+        # Runs executing here: what they published since their claim, and its first seq.
+        self._local: dict[str, tuple[int, deque[Event]]] = {}
         self._confirms: dict[bytes, asyncio.Future[None]] = {}
         self._healthy = False
         self._closing = False
@@ -114,15 +127,15 @@ class RedisBroker(Broker):
         while not self._closing:
             try:
                 self._pubsub = self._redis.pubsub()
-                channels = [self._control_channel, *(self._channel(r) for r in self._subs)]
+                channels = [self._control_channel, *(self._channel(r) for r in self._remote)]
                 await self._pubsub.subscribe(*channels)
                 self._healthy = True
                 self._connected.set()
                 backoff = 0.05
                 if reconnect:
                     log.info("redis pub/sub reconnected")
-                    for subs in self._subs.values():
-                        for sub in subs:
+                    for run_id in self._remote:
+                        for sub in self._subs.get(run_id, ()):
                             sub.queue.put_nowait(Event(-1, RESYNC, b""))
                 reconnect = True
                 while True:
@@ -158,8 +171,8 @@ class RedisBroker(Broker):
             return
         run_id = channel[len(self._prefix) + 4 :].decode()
         subs = self._subs.get(run_id)
-        if not subs:
-            return
+        if not subs or run_id in self._local:
+            return  # a run of this process reached its listeners already
         event = _decode(payload)
         for sub in subs:
             sub.queue.put_nowait(event)
@@ -197,17 +210,43 @@ class RedisBroker(Broker):
 
     # -- events ---------------------------------------------------------------------------
 
+    def claim_local(self, run_id: str, base_seq: int) -> None:
+        if run_id not in self._local:
+            self._local[run_id] = (base_seq, deque(maxlen=self._maxlen))
+
+    def release_local(self, run_id: str, *, ended: bool) -> None:
+        if self._local.pop(run_id, None) is None or ended or run_id not in self._subs:
+            return
+        # It goes on in another process: listen on Redis from now on; the listeners replay the
+        # log once the channel is confirmed, which closes the gap.
+        task = asyncio.create_task(self._go_remote(run_id))
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatching.discard)
+
+    async def _go_remote(self, run_id: str) -> None:
+        await self._subscribe_remote(run_id)
+        for sub in self._subs.get(run_id, ()):
+            sub.queue.put_nowait(Event(-1, RESYNC, b""))
+
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
-        """Queue the event for the next pipeline and wait until it was sent (or failed).
+        """Deliver to this process's listeners, and queue the event for the next pipeline.
 
         Events of all runs of this process that are published while a pipeline is in flight
         go out together in the next one: one write and one read of Redis per batch instead
-        of per event. Each run still publishes one event at a time, so a run's order holds."""
+        of per event, in the order they were published, so a run's order holds. The publisher
+        of a run executing here waits for Redis only when the queue is long (backpressure);
+        any other (the end of a pending run cancelled here) until its event is written."""
+        local = self._local.get(run_id)
+        if local is not None:
+            local[1].append(event)
+            for sub in self._subs.get(run_id, ()):
+                sub.queue.put_nowait(event)
         done = asyncio.get_running_loop().create_future()
         self._outbox.append((run_id, event, final, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_outbox(), name="runyard-publish")
-        await asyncio.shield(done)
+        if local is None or len(self._outbox) > _OUTBOX_HIGH_WATER:
+            await asyncio.shield(done)
 
     async def _send_outbox(self) -> None:
         while self._outbox:
@@ -234,16 +273,23 @@ class RedisBroker(Broker):
                 if self._healthy:
                     log.warning("events not relayed while Redis is unreachable: %s", exc)
                 self._healthy = False
-                # Listeners in this process still hear them (a `wait` on the run ends at once).
+                # Listeners here still hear the rest (a `wait` on the run ends at once).
                 for run_id, event, _, _ in batch:
-                    for sub in self._subs.get(run_id, ()):
-                        sub.queue.put_nowait(event)
+                    if run_id not in self._local:
+                        for sub in self._subs.get(run_id, ()):
+                            sub.queue.put_nowait(event)
             finally:
                 for *_, done in batch:
                     if not done.done():
                         done.set_result(None)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
+        local = self._local.get(run_id)
+        if local is not None:
+            base, events = local
+            # Complete from the start of this claim: memory has all of it Redis would have.
+            if after_seq >= base and (not events or events[0].seq == base + 1):
+                return [e for e in events if e.seq > after_seq]
         try:
             entries = await self._redis.xrange(self._log_key(run_id), min=f"{after_seq + 1}-0")
         except (RedisError, OSError) as exc:
@@ -262,10 +308,19 @@ class RedisBroker(Broker):
             subs.add(sub)
             return sub
         self._subs[run_id] = {sub}
+        if run_id not in self._local:
+            await self._subscribe_remote(run_id)
+        return sub
+
+    async def _subscribe_remote(self, run_id: str) -> None:
+        """Subscribe the run's channel on Redis; returns once confirmed (or given up)."""
+        if run_id in self._remote:
+            return
+        self._remote.add(run_id)
         channel = self._channel(run_id)
         pubsub = self._pubsub
         if pubsub is None or not self._healthy:
-            return sub  # the reader subscribes it on reconnect
+            return  # the reader subscribes it on reconnect
         future = asyncio.get_running_loop().create_future()
         self._confirms[channel] = future
         try:
@@ -274,7 +329,6 @@ class RedisBroker(Broker):
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("subscribe to run %s not confirmed: %s", run_id, exc)
             self._confirms.pop(channel, None)
-        return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.run_id)
@@ -284,6 +338,9 @@ class RedisBroker(Broker):
         if subs:
             return
         del self._subs[sub.run_id]
+        if sub.run_id not in self._remote:
+            return
+        self._remote.discard(sub.run_id)
         if self._pubsub is not None and self._healthy:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.unsubscribe(self._channel(sub.run_id))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.agents.executor import normalize_stream_modes
 from app.broker import Broker
 from app.broker.base import END, SEQ_PER_ATTEMPT
+from app.broker.wakeups import Handoff
 from app.container import Container
 from app.observability import metrics
 from app.services import assistants as assistant_service
@@ -199,14 +200,18 @@ async def _create(
     now = utcnow()
     cancelled: list[Row] = []
     ended_pending = 0
+    # An idle worker of this process takes the run straight from here: it goes in claimed,
+    # and needs neither a sentinel nor a claim. Only if it can start now, which the
+    # transaction below decides for a thread that exists.
+    handoff = None if req.after_seconds else c.broker.wakeups.reserve()
 
-    def run_row(thread: Row) -> Row:
+    def run_row(thread: Row, *, claimed: bool = False) -> Row:
         # The thread's metadata reaches the run's checkpoints, as LangGraph records it.
         kwargs["config"]["metadata"] = {
             **(thread["metadata"] or {}),
             **kwargs["config"]["metadata"],
         }
-        return {
+        row = {
             "run_id": run_id,
             "thread_id": thread_id,
             "assistant_id": assistant["assistant_id"],
@@ -219,6 +224,17 @@ async def _create(
             "priority": req.priority,
             "not_before": now + timedelta(seconds=req.after_seconds) if req.after_seconds else None,
         }
+        if claimed:
+            lease = timedelta(seconds=c.settings.BG_JOB_LEASE_SECS)
+            row.update(
+                status="running",
+                attempt=1,
+                claims=1,
+                lease_owner=c.owner_id,
+                lease_expires_at=now + lease,
+                started_at=now,
+            )
+        return row
 
     def new_thread() -> Row:
         row = Threads.new_row(
@@ -229,24 +245,60 @@ async def _create(
         row["status"] = "busy"  # as set below for a thread that existed
         return row
 
-    if fresh and c.db.is_postgres and not idempotency_key:
-        # Nothing to look up or lock: the thread and the run go in with one statement.
-        thread = new_thread()
-        run = await c.runs.insert_with_thread(thread, run_row(thread))
-    else:
-        run, cancelled, ended_pending = await _insert_in_transaction(
-            c, thread_id, graph_id, req, stateless, fresh, idempotency_key, new_thread, run_row
-        )
+    try:
+        if fresh and c.db.is_postgres and not idempotency_key:
+            # Nothing to look up or lock: the thread and the run go in with one statement.
+            thread = new_thread()
+            run = await c.runs.insert_with_thread(
+                thread, run_row(thread, claimed=handoff is not None)
+            )
+        else:
+            run, cancelled, ended_pending = await _insert_in_transaction(
+                c,
+                thread_id,
+                graph_id,
+                req,
+                stateless,
+                fresh,
+                idempotency_key,
+                new_thread,
+                run_row,
+                claim=handoff is not None,
+            )
+    except BaseException:
+        if handoff is not None:
+            handoff.give(None)  # the worker goes back to waiting
+        raise
     metrics.RUNS_CREATED.inc()
     metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
     for r in cancelled:
         await c.broker.send_control(
             {"type": "cancel", "run_id": r["run_id"], "action": req.multitask_strategy}
         )
-    await c.broker.wake()
+    if run["status"] == "running" and handoff is not None:
+        await _hand_over(c, handoff, run)
+    else:
+        if handoff is not None:
+            handoff.give(None)
+        await c.broker.wake()
     if req.after_seconds:
         wake_later(c, req.after_seconds)
     return run
+
+
+async def _hand_over(c: Container, handoff: Handoff, run: Row) -> None:
+    """Start a run inserted claimed by this process on the worker it was promised to. Known
+    as local from here on, so a wait or stream of this request never asks Redis about it."""
+    run_id = run["run_id"]
+    c.outcomes.track(run_id)
+    c.broker.claim_local(run_id, 0)
+    if handoff.give(run):
+        return
+    # Its worker stopped meanwhile (a drain): the run goes back to the queue.
+    c.outcomes.settle(run_id, None)
+    c.broker.release_local(run_id, ended=False)
+    await c.runs.release([run_id], c.owner_id)
+    await c.broker.wake()
 
 
 async def _insert_in_transaction(
@@ -258,11 +310,13 @@ async def _insert_in_transaction(
     fresh: bool,
     idempotency_key: str | None,
     new_thread: Callable[[], Row],
-    run_row: Callable[[Row], Row],
+    run_row: Callable[..., Row],
+    *,
+    claim: bool,
 ) -> tuple[Row, list[Row], int]:
     """The run, with its thread's lock, multitask strategy and idempotency key, in one
     transaction. Returns it, the running runs it asked to stop, and how many pending runs it
-    ended."""
+    ended. `claim`: insert it claimed by this process if nothing of its thread is in flight."""
     cancelled: list[Row] = []
     ended_pending = 0
     async with c.db.begin() as conn:
@@ -276,6 +330,7 @@ async def _insert_in_transaction(
             fresh = True
         else:
             inflight = await Runs.inflight_for_thread(conn, thread_id)
+            claim = claim and not inflight
             if inflight:
                 if req.multitask_strategy == "reject":
                     raise Conflict(REJECT_DETAIL)
@@ -289,7 +344,7 @@ async def _insert_in_transaction(
                         for r in ended:
                             await Runs.delete(conn, r["run_id"])
                     cancelled = asked
-        run = await Runs.insert(conn, run_row(thread))
+        run = await Runs.insert(conn, run_row(thread, claimed=claim))
         if not fresh:
             metadata = {
                 **(thread["metadata"] or {}),
@@ -339,34 +394,43 @@ async def list_for_thread(
 async def wait_terminal(
     c: Container, run_id: str, timeout: float | None = None, *, just_created: bool = False
 ) -> Row | None:
-    """Block until the run is terminal (or gone: None). Woken by the run's end event;
-    re-reads Postgres every JOIN_POLL_SECS so it also returns with Redis down.
+    """Block until the run is terminal (or gone: None). A run executing in this process is
+    settled by its worker; any other is woken by the run's end event, and Postgres is re-read
+    every JOIN_POLL_SECS so it also returns with Redis down.
     `just_created`: the run was created by this request, so it has hardly begun."""
+    async with asyncio.timeout(timeout):
+        here = c.outcomes.local(run_id)
+        if here is not None:
+            row = await asyncio.shield(here)
+            if row is not None:
+                return row
+            just_created = False  # it went on elsewhere
+        return await _wait_elsewhere(c, run_id, just_created)
+
+
+async def _wait_elsewhere(c: Container, run_id: str, just_created: bool) -> Row | None:
     sub = await c.broker.subscribe(run_id)
     try:
-        async with asyncio.timeout(timeout):
-            # A run this request just created is not over unless its end is logged already;
-            # the replay log is cheaper to ask than the row.
-            read_row = not just_created or any(
-                e.event == END for e in await c.broker.replay(run_id, 0)
-            )
-            # With Redis down the end of a run on another process is only seen in Postgres:
-            # look soon, then less often, so short runs are not held up a whole poll.
-            pause = FALLBACK_FIRST_POLL_SECS
+        # A run this request just created is not over unless its end is logged already;
+        # the replay log is cheaper to ask than the row.
+        read_row = not just_created or any(e.event == END for e in await c.broker.replay(run_id, 0))
+        # With Redis down the end of a run on another process is only seen in Postgres:
+        # look soon, then less often, so short runs are not held up a whole poll.
+        pause = FALLBACK_FIRST_POLL_SECS
+        while True:
+            if read_row:
+                row = await c.runs.get(run_id)
+                if row is None or row["status"] in TERMINAL_RUN_STATUSES:
+                    return row
+            read_row = True
             while True:
-                if read_row:
-                    row = await c.runs.get(run_id)
-                    if row is None or row["status"] in TERMINAL_RUN_STATUSES:
-                        return row
-                read_row = True
-                while True:
-                    if c.broker.healthy:
-                        event = await sub.get(JOIN_POLL_SECS)
-                    else:
-                        event = await sub.get(pause)
-                        pause = min(pause * 2, JOIN_POLL_SECS)
-                    if event is None or event.event == END:
-                        break
+                if c.broker.healthy:
+                    event = await sub.get(JOIN_POLL_SECS)
+                else:
+                    event = await sub.get(pause)
+                    pause = min(pause * 2, JOIN_POLL_SECS)
+                if event is None or event.event == END:
+                    break
     finally:
         await c.broker.unsubscribe(sub)
 
@@ -389,11 +453,12 @@ def wait_output(row: Row) -> Any:
 async def cancel(
     c: Container, thread_id: str | None, run_id: str, *, wait: bool, action: str
 ) -> Row | None:
+    """Stop the run; with `wait`, return its row once it ended (otherwise None)."""
     row = await get(c, thread_id, run_id)
     await stop_run(c.db, c.broker, row, action)
     if wait:
         return await wait_terminal(c, run_id)
-    return await c.runs.get(run_id)
+    return None
 
 
 async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:

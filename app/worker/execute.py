@@ -31,6 +31,7 @@ class Progress:
     interrupts: dict[str, Any] = field(default_factory=dict)
     next_nodes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # for the run duration metric
+    ended: bool = False  # its end was published
 
 
 class EventEmitter:

@@ -15,6 +15,7 @@ from sse_starlette.sse import AppStatus
 
 from app import serde
 from app.broker.base import SEQ_PER_ATTEMPT
+from app.broker.wakeups import Handoff
 from app.container import Container
 from app.observability import metrics
 from app.observability.logs import run_context
@@ -151,6 +152,7 @@ class WorkerPool:
 
     async def _drain_runs(self, grace: float) -> None:
         self._stopping.set()
+        self.c.broker.wakeups.close()
         # No new runs from crons either: a process going away creates none it cannot run.
         await self._scheduler.stop()
         for i, task in enumerate(self._loops):
@@ -183,17 +185,29 @@ class WorkerPool:
         # (start-up, a poll tick, the run before ended): a look that finds a run may have found
         # a backlog nobody announced, so it wakes one more idle worker to look too.
         looking = True
+        woke: bool | Handoff | None = None
         while not self._stopping.is_set():
-            try:
-                run = await self.c.runs.next(self.owner, settings.BG_JOB_LEASE_SECS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("claiming failed, retrying: %s", exc)
-                await asyncio.sleep(settings.WAKE_TIMEOUT_SECS)
-                continue
+            if isinstance(woke, Handoff):
+                # A run created in this process, inserted already claimed by it.
+                self._busy.add(index)
+                try:
+                    run = await woke.take()
+                finally:
+                    self._busy.discard(index)
+                looking = False
+            else:
+                try:
+                    run = await self.c.runs.next(self.owner, settings.BG_JOB_LEASE_SECS)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("claiming failed, retrying: %s", exc)
+                    await asyncio.sleep(settings.WAKE_TIMEOUT_SECS)
+                    continue
+            woke = None
             if run is None:
-                looking = await self.c.broker.wait_wake(IDLE_SAFETY_SECS) is not False
+                woke = await self.c.broker.wait_wake(IDLE_SAFETY_SECS)
+                looking = woke is not False
                 continue
             if looking and hub.wanted:
                 hub.signal(poll=True)
@@ -209,7 +223,8 @@ class WorkerPool:
             if not more and self.c.broker.shared and self.c.broker.healthy:
                 # Every other pending run has its sentinel on the shared list: wait for one
                 # instead of a claim that would find nothing.
-                looking = await self.c.broker.wait_wake(IDLE_SAFETY_SECS) is not False
+                woke = await self.c.broker.wait_wake(IDLE_SAFETY_SECS)
+                looking = woke is not False
 
     # -- executing ------------------------------------------------------------------------
 
@@ -219,6 +234,17 @@ class WorkerPool:
         blocked behind this one); True when claiming again at once may find work."""
         run_id = run["run_id"]
         progress = progress_for(run)
+        self.c.outcomes.track(run_id)
+        self.c.broker.claim_local(run_id, progress.seq)
+        try:
+            return await self._run_here(run, progress)
+        finally:
+            # Settled with its row by the finalize; here only if it did not get that far.
+            self.c.outcomes.settle(run_id, None)
+            self.c.broker.release_local(run_id, ended=progress.ended)
+
+    async def _run_here(self, run: dict[str, Any], progress: Progress) -> bool:
+        run_id = run["run_id"]
         emitter = EventEmitter(self.c.broker, progress)
         task = asyncio.create_task(self._execute(run, emitter, progress), name=f"run-{run_id}")
         active = self._active[run_id] = Active(run=run, task=task)
@@ -338,7 +364,9 @@ class WorkerPool:
         if rollback:
             with contextlib.suppress(Exception):
                 await self.c.checkpoints.delete_run(thread_id, run_id)
+        self.c.outcomes.settle(run_id, done)
         progress.seq += 1
+        progress.ended = True
         await self.c.broker.publish_end(run_id, progress.seq, status)
         return inflight
 

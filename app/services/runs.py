@@ -246,7 +246,7 @@ async def _create(
         return row
 
     try:
-        if fresh and c.db.is_postgres and not idempotency_key:
+        if fresh and not idempotency_key:
             # Nothing to look up or lock: the thread and the run go in with one statement.
             thread = new_thread()
             run = await c.runs.insert_with_thread(

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import hot
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
 from app.store.tables import assistant_versions, assistants
@@ -92,6 +93,10 @@ class Assistants:
     async def get(self, assistant_id: str, *, prefer: str | None = None) -> Row | None:
         """By id, or by graph id: then `prefer` (the graph's default assistant) wins, and
         after it the oldest of the graph's assistants."""
+        if self.db.is_postgres:
+            async with self.db.raw() as con:
+                record = await con.fetchrow(hot.GET_ASSISTANT, assistant_id, prefer or "")
+            return dict(record) if record is not None else None
         query = select(assistants).where(
             (assistants.c.assistant_id == assistant_id) | (assistants.c.graph_id == assistant_id)
         )

@@ -88,6 +88,20 @@ class Database:
         async with context as conn:
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def raw(self) -> AsyncIterator[Any]:
+        """The asyncpg connection under a pooled autocommit connection (Postgres only), for
+        the hot statements (store/hot.py). A disconnect discards the pool, as SQLAlchemy does
+        for its own statements."""
+        async with self._autocommit.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield driver
+            except _DISCONNECTS:
+                await conn.invalidate()
+                await self.engine.dispose(close=False)
+                raise
+
     async def _select_one(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -165,6 +179,22 @@ class Database:
                     await conn.execute(
                         text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}
                     )
+
+
+def _disconnect_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import asyncpg
+    except ImportError:  # SQLite only
+        return (OSError,)
+    return (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
+
+
+_DISCONNECTS = _disconnect_errors()
 
 
 def _note_checkin(_dbapi_connection: Any, record: Any) -> None:

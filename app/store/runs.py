@@ -6,10 +6,12 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import hot
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
 from app.store.tables import Timestamp, runs, threads
@@ -17,35 +19,6 @@ from app.store.tables import Timestamp, runs, threads
 Row = dict[str, Any]
 
 INFLIGHT = ("pending", "running")
-
-_NEXT_POSTGRES = text(
-    """
-    WITH candidate AS (
-        SELECT r.seq FROM runs r
-        WHERE r.status = 'pending'
-          AND (r.not_before IS NULL OR r.not_before <= now())
-          AND NOT EXISTS (
-              SELECT 1 FROM runs o
-              WHERE o.thread_id = r.thread_id
-                AND (o.status = 'running' OR (o.status = 'pending' AND o.seq < r.seq))
-          )
-        ORDER BY r.priority DESC, r.seq
-        LIMIT 1
-        FOR UPDATE OF r SKIP LOCKED
-    )
-    UPDATE runs SET
-        status = 'running',
-        attempt = runs.attempt + 1,
-        claims = runs.claims + 1,
-        lease_owner = :owner,
-        lease_expires_at = now() + make_interval(secs => :lease),
-        started_at = now(),
-        updated_at = now()
-    FROM candidate
-    WHERE runs.seq = candidate.seq
-    RETURNING runs.*
-    """
-).columns(*runs.c)
 
 _NEXT_SQLITE_PICK = text(
     """
@@ -118,10 +91,13 @@ class Runs:
     async def insert_with_thread(self, thread_row: Row, run_row: Row) -> Row:
         """A new thread and its first run in one statement (Postgres: a data-modifying CTE),
         committed as it runs: one round trip instead of four."""
-        new_thread = insert(threads).values(**thread_row).cte("new_thread")
-        statement = insert(runs).values(**run_row).add_cte(new_thread).returning(*runs.c)
-        async with self.db.single() as conn:
-            return _row((await conn.execute(statement)).mappings().one())
+        if self.db.is_postgres:
+            sql, args = hot.insert_thread_and_run(thread_row, run_row)
+            async with self.db.raw() as con:
+                return dict(await con.fetchrow(sql, *args))
+        async with self.db.begin() as conn:
+            await conn.execute(insert(threads).values(**thread_row))
+            return await self.insert(conn, run_row)
 
     # -- the claim ------------------------------------------------------------------------
 
@@ -129,12 +105,9 @@ class Runs:
         """Claim the oldest eligible pending run: none of its thread running, none older pending."""
         try:
             if self.db.is_postgres:
-                async with self.db.single() as conn:
-                    result = await conn.execute(
-                        _NEXT_POSTGRES, {"owner": owner, "lease": lease_secs}
-                    )
-                    found = result.mappings().first()
-                    return _row(found) if found else None
+                async with self.db.raw() as con:
+                    record = await con.fetchrow(hot.CLAIM_NEXT, owner, float(lease_secs))
+                return dict(record) if record is not None else None
             async with self.db.begin() as conn:
                 now = utcnow()
                 seq = (await conn.execute(_NEXT_SQLITE_PICK, {"now": now})).scalar()
@@ -156,13 +129,20 @@ class Runs:
                 )
                 found = result.mappings().first()
                 return _row(found) if found else None
-        except IntegrityError:
+        except (IntegrityError, asyncpg.UniqueViolationError):
             # The one-running-per-thread index refused a claim that raced another: not ours.
             return None
 
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, run_id: str, thread_id: str | None = None) -> Row | None:
+        if self.db.is_postgres:
+            async with self.db.raw() as con:
+                if thread_id is None:
+                    record = await con.fetchrow(hot.GET_RUN, run_id)
+                else:
+                    record = await con.fetchrow(hot.GET_RUN_ON_THREAD, run_id, thread_id)
+            return dict(record) if record is not None else None
         query = select(runs).where(runs.c.run_id == run_id)
         if thread_id is not None:
             query = query.where(runs.c.thread_id == thread_id)
@@ -316,6 +296,47 @@ class Runs:
         )
         found = result.mappings().first()
         return _row(found) if found else None
+
+    async def finish_settling_thread(
+        self,
+        run: Row,
+        owner: str,
+        *,
+        status: str,
+        error: Any,
+        output: Any,
+        thread_status: str,
+        values: Any,
+        interrupts: dict[str, Any],
+    ) -> tuple[Row | None, bool]:
+        """Postgres: end the run and settle its thread in one statement. A temporary thread is
+        deleted unless another of its runs is in flight; any other takes `thread_status` (or
+        `busy` while another run is in flight), values, interrupts and error. Returns the
+        finished run (None if the run is no longer ours) and whether another run of the
+        thread is in flight (True for a temporary thread that stays: its fields are the
+        caller's to set)."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        common = (run_id, owner, thread_id, status, hot.json_param(error), hot.json_param(output))
+        async with self.db.raw() as con:
+            if run["kwargs"].get("temporary"):
+                record = await con.fetchrow(hot.FINISH_TEMPORARY, *common)
+                busy = record is not None and not record["thread_gone"]
+            else:
+                record = await con.fetchrow(
+                    hot.FINISH_ON_THREAD,
+                    *common,
+                    thread_status,
+                    hot.json_param(values),
+                    hot.json_param(interrupts),
+                    hot.json_param(error),
+                )
+                busy = record is not None and record["thread_busy"]
+        if record is None:
+            return None, True
+        done = dict(record)
+        done.pop("thread_gone", None)
+        done.pop("thread_busy", None)
+        return done, busy
 
     @staticmethod
     async def delete(conn: AsyncConnection, run_id: str) -> Row | None:

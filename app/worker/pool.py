@@ -326,6 +326,14 @@ class WorkerPool:
         deadline = time.monotonic() + FINALIZE_RETRY_SECS
         for attempt in itertools.count():
             try:
+                if self.c.db.is_postgres and not rollback:
+                    done, inflight = await self._finish_in_one_statement(
+                        run, progress, status, error, output
+                    )
+                    if done is None:
+                        log.warning("run %s was taken from this worker; result dropped", run_id)
+                        return True
+                    break
                 async with self.c.db.begin() as conn:
                     done = await Runs.finish(
                         conn, run_id, self.owner, status=status, error=error, output=output
@@ -369,6 +377,39 @@ class WorkerPool:
         progress.ended = True
         await self.c.broker.publish_end(run_id, progress.seq, status)
         return inflight
+
+    async def _finish_in_one_statement(
+        self,
+        run: dict[str, Any],
+        progress: Progress,
+        status: str,
+        error: dict[str, Any] | None,
+        output: Any,
+    ) -> tuple[dict[str, Any] | None, bool]:
+        done, inflight = await self.c.runs.finish_settling_thread(
+            run,
+            self.owner,
+            status=status,
+            error=error,
+            output=output,
+            thread_status=thread_status_after(
+                status, progress.interrupts, False, bool(progress.next_nodes)
+            ),
+            values=progress.values,
+            interrupts=progress.interrupts,
+        )
+        if done is not None and inflight and run["kwargs"].get("temporary"):
+            # A temporary thread another run of which waits stays, busy.
+            async with self.c.db.begin() as conn:
+                await Threads.set_fields(
+                    conn,
+                    run["thread_id"],
+                    status="busy",
+                    values=progress.values,
+                    interrupts=progress.interrupts,
+                    error=error,
+                )
+        return done, inflight
 
     # -- cancel, heartbeat, sweep ---------------------------------------------------------
 

@@ -36,6 +36,8 @@ class Subscription:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
     async def get(self, timeout: float) -> Event | None:
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # no timer for an event already here
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:

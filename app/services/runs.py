@@ -472,6 +472,12 @@ async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
             "No matching runs to cancel. Please verify the thread ID and run IDs are correct, "
             "and the runs haven't been deleted or completed."
         )
+    message = {"type": "cancel", "run_id": run_id, "action": action}
+    sent = None
+    if row["status"] == "running":
+        # Its worker hears the message while Postgres records the request (for a worker that
+        # misses the message): one round trip less before the run stops.
+        sent = asyncio.ensure_future(broker.send_control(message))
     async with db.begin() as conn:
         ended, asked = await Runs.cancel_inflight(conn, [run_id], action)
         for r in ended:
@@ -483,8 +489,10 @@ async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
                 await Threads.set_fields(conn, r["thread_id"], status=status)
     # A pending run ends here; a running one ends when its worker stops it (and counts it).
     metrics.RUNS_FINISHED.labels("interrupted").inc(len(ended))
-    if asked:
-        await broker.send_control({"type": "cancel", "run_id": run_id, "action": action})
+    if sent is not None:
+        await sent
+    elif asked:
+        await broker.send_control(message)
     if ended:
         await broker.publish_end(
             run_id, ended[0]["claims"] * SEQ_PER_ATTEMPT + 1, ended[0]["status"]

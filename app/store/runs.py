@@ -7,7 +7,19 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,25 +80,29 @@ class Runs:
     async def cancel_inflight(
         conn: AsyncConnection, run_ids: Sequence[str], action: str
     ) -> tuple[list[Row], list[Row]]:
-        """Stop the given runs: pending ones end at once, running ones get a cancel request.
+        """Stop the given runs, in one statement: pending ones end at once, running ones get a
+        cancel request.
 
         Returns (ended pending runs, running runs now asked to stop).
         """
         now = utcnow()
-        ended = await conn.execute(
+        was_pending = runs.c.status == "pending"
+        result = await conn.execute(
             update(runs)
-            .where(runs.c.run_id.in_(run_ids), runs.c.status == "pending")
-            .values(status="interrupted", updated_at=now, ended_at=now, cancel_requested=action)
+            .where(runs.c.run_id.in_(run_ids), runs.c.status.in_(INFLIGHT))
+            .values(
+                status=case((was_pending, "interrupted"), else_=runs.c.status),
+                ended_at=case((was_pending, now), else_=runs.c.ended_at),
+                cancel_requested=action,
+                updated_at=now,
+            )
             .returning(*runs.c)
         )
-        ended_rows = [_row(m) for m in ended.mappings()]
-        asked = await conn.execute(
-            update(runs)
-            .where(runs.c.run_id.in_(run_ids), runs.c.status == "running")
-            .values(cancel_requested=action, updated_at=now)
-            .returning(*runs.c)
-        )
-        return ended_rows, [_row(m) for m in asked.mappings()]
+        rows = [_row(m) for m in result.mappings()]
+        # A running run keeps its status until its worker stops it.
+        return [r for r in rows if r["status"] != "running"], [
+            r for r in rows if r["status"] == "running"
+        ]
 
     async def insert_with_thread(self, thread_row: Row, run_row: Row) -> Row:
         """A new thread and its first run in one statement (Postgres: a data-modifying CTE),

@@ -35,6 +35,10 @@ class Subscription:
         self.run_id = run_id
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
+    def take(self) -> Event | None:
+        """An event already queued, or None."""
+        return self.queue.get_nowait() if not self.queue.empty() else None
+
     async def get(self, timeout: float) -> Event | None:
         if not self.queue.empty():
             return self.queue.get_nowait()  # no timer for an event already here

@@ -21,17 +21,18 @@ QUIET_CHECK_MAX_SECS = 16.0
 
 async def follow(
     c: Container, run_id: str, after_seq: int = 0, *, fresh: bool = False
-) -> AsyncIterator[Event]:
-    """Every event of the run with seq > after_seq, exactly once, in order, until it ends.
+) -> AsyncIterator[list[Event]]:
+    """Every event of the run with seq > after_seq, exactly once, in order, until it ends;
+    in batches of what is there at once, so that a burst goes out in one write.
     `fresh`: the run was created by this very request, so an empty log is no news."""
     broker = c.broker
     sub = await broker.subscribe(run_id)
     last = after_seq
     try:
         logged, ended = await _from_log(broker, run_id, last)
-        for event in logged:
-            last = event.seq
-            yield event
+        if logged:
+            last = logged[-1].seq
+            yield logged
         if ended:
             return
         # Nothing logged: the run may have ended long ago, or Redis lost its log.
@@ -54,31 +55,34 @@ async def follow(
                     continue
                 # Over (or deleted): deliver whatever the log still holds, then stop.
                 logged, ended = await _from_log(broker, run_id, last)
-                for missed in logged:
-                    last = missed.seq
-                    yield missed
                 if not ended and row is not None:
                     # The log lacks the end (Redis was down, flushed, or expired it):
                     # Postgres has the outcome.
-                    for final in final_events(row):
-                        yield final
+                    logged.extend(final_events(row))
+                if logged:
+                    yield logged
                 return
             quiet = QUIET_CHECK_SECS
-            if event.event == RESYNC or event.seq > last + 1:
-                logged, ended = await _from_log(broker, run_id, last)
-                for missed in logged:
-                    last = missed.seq
-                    yield missed
-                if ended:
-                    return
-                if event.event == RESYNC or event.seq <= last:
-                    continue
-            if event.seq <= last:
-                continue
-            if event.event == END:
+            batch: list[Event] = []
+            ended = False
+            # This event and every other one already queued.
+            while event is not None and not ended:
+                if event.event == RESYNC or event.seq > last + 1:
+                    logged, ended = await _from_log(broker, run_id, last)
+                    if logged:
+                        last = logged[-1].seq
+                        batch.extend(logged)
+                if not ended and last < event.seq and event.event != RESYNC:
+                    if event.event == END:
+                        ended = True
+                    else:
+                        last = event.seq
+                        batch.append(event)
+                event = sub.take()
+            if batch:
+                yield batch
+            if ended:
                 return
-            last = event.seq
-            yield event
     finally:
         await broker.unsubscribe(sub)
 
@@ -110,14 +114,16 @@ def mode_of(event_name: str) -> str:
     return base.split("/", 1)[0]
 
 
-async def only_modes(events: AsyncIterator[Event], modes: set[str]) -> AsyncIterator[Event]:
+async def only_modes(
+    batches: AsyncIterator[list[Event]], modes: set[str]
+) -> AsyncIterator[list[Event]]:
     """Filter a joined stream to the stream modes a client asked for."""
     wanted = set(modes) | {"error", "metadata"}
     if "messages-tuple" in wanted:
         wanted.add("messages")
-    async for event in events:
-        if mode_of(event.event) in wanted:
-            yield event
+    async for batch in batches:
+        if kept := [e for e in batch if mode_of(e.event) in wanted]:
+            yield kept
 
 
 async def is_finished_after(c: Container, run_id: str, after_seq: int) -> bool:

@@ -32,15 +32,16 @@ def metadata_frame(run_id: str, attempt: int) -> bytes:
 async def run_frames(
     run_id: str,
     attempt: int,
-    events: AsyncIterator[Event],
+    batches: AsyncIterator[list[Event]],
     *,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
+    """The SSE body of one run: its metadata, then each batch of events in one write."""
     finished = False
     try:
         yield metadata_frame(run_id, attempt)
-        async for event in events:
-            yield frame(event.event, event.data, str(event.seq) if event.seq > 0 else None)
+        async for batch in batches:
+            yield b"".join(frame(e.event, e.data, str(e.seq) if e.seq > 0 else None) for e in batch)
         finished = True
     finally:
         if not finished and on_disconnect is not None:
@@ -48,7 +49,7 @@ async def run_frames(
             task = asyncio.get_running_loop().create_task(on_disconnect())
             task.add_done_callback(_log_failure)
         with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
+            await batches.aclose()  # type: ignore[attr-defined]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -65,10 +65,14 @@ async def thread_frames(
                 serde.dumps({"run_id": run_id, "attempt": max(run["attempt"], 1)}),
                 f"{number}-0",
             )
-        async for event in follow(c, run_id, after_event):
-            if _wanted(event.event, modes):
-                event_id = f"{number}-{event.seq}" if event.seq > 0 else None
-                yield frame(event.event, event.data, event_id)
+        async for batch in follow(c, run_id, after_event):
+            chunk = [
+                frame(e.event, e.data, f"{number}-{e.seq}" if e.seq > 0 else None)
+                for e in batch
+                if _wanted(e.event, modes)
+            ]
+            if chunk:
+                yield b"".join(chunk)
         yield frame(
             "metadata",
             serde.dumps({"status": "run_done", "run_id": run_id}),

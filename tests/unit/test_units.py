@@ -115,8 +115,8 @@ async def test_relay_replays_then_follows_live_and_stops_at_end() -> None:
     seen: list[int] = []
 
     async def consume() -> None:
-        async for event in follow(_FakeContainer(broker), "r", after_seq=1):  # type: ignore[arg-type]
-            seen.append(event.seq)
+        async for batch in follow(_FakeContainer(broker), "r", after_seq=1):  # type: ignore[arg-type]
+            seen.extend(event.seq for event in batch)
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
@@ -133,8 +133,8 @@ async def test_relay_fills_a_gap_from_the_log() -> None:
     sub_events: list[int] = []
 
     async def consume() -> None:
-        async for event in follow(container, "g"):  # type: ignore[arg-type]
-            sub_events.append(event.seq)
+        async for batch in follow(container, "g"):  # type: ignore[arg-type]
+            sub_events.extend(event.seq for event in batch)
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
@@ -145,6 +145,22 @@ async def test_relay_fills_a_gap_from_the_log() -> None:
     await broker.publish_end("g", 4, "success")
     await asyncio.wait_for(task, 5)
     assert sub_events == [1, 2, 3]
+
+
+async def test_relay_hands_a_burst_over_in_one_batch() -> None:
+    """Events queued while the reader was busy go out together, in order, the end after them."""
+    broker = MemoryBroker(maxlen=100)
+    batches: list[list[int]] = []
+    stream = follow(_FakeContainer(broker), "b", fresh=True)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.05)  # subscribed, waiting for the first event
+    for seq in range(1, 6):
+        await broker.publish("b", Event(seq, "custom", b"%d" % seq))
+    await broker.publish_end("b", 6, "success")
+    batches.append([e.seq for e in await asyncio.wait_for(first, 5)])
+    async for batch in stream:
+        batches.append([e.seq for e in batch])
+    assert batches == [[1, 2, 3, 4, 5]]
 
 
 def test_json_round_trip_of_run_kwargs() -> None:

@@ -38,6 +38,14 @@ async def drive(url: str, kind: str, runs: int, m: Measurement) -> None:
                 if out != one_output(value):
                     m.fail(f"runs.wait answered {out}")
                 continue
+            if kind == "background":
+                run = await sdk.runs.create(
+                    None, "one", input={"token": value}, on_completion="keep"
+                )
+                out = await sdk.runs.join(run["thread_id"], run["run_id"])
+                if out != one_output(value):
+                    m.fail(f"runs.join answered {out}")
+                continue
             tally = StreamTally(value, 10)
             async for part in sdk.runs.stream(
                 None, "emit", input=emit_input(value, 10), stream_mode=["custom", "values"]
@@ -50,7 +58,7 @@ async def drive(url: str, kind: str, runs: int, m: Measurement) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
-    parser.add_argument("--kind", choices=["wait", "stream"], default="wait")
+    parser.add_argument("--kind", choices=["wait", "stream", "background"], default="wait")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     m = Measurement()

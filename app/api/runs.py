@@ -6,7 +6,7 @@ import uuid
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.api.common import JSON, container
 from app.api.models import (
@@ -59,10 +59,14 @@ def _request(body: RunCreate) -> RunRequest:
 
 
 def _location(run: dict[str, Any], stateless: bool, follow: str | None = None) -> dict[str, str]:
-    """Content-Location names the run; Location is where the SDK reconnects if cut off."""
+    """Content-Location names the run; Location is where the SDK reconnects if cut off. As
+    LangGraph's server does, a stateless stream's Location names the run alone: the SDK then
+    takes a clean end of the stream for the end of the run, without asking about the run."""
     run_path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     headers = {"Content-Location": f"/runs/{run['run_id']}" if stateless else run_path}
-    if follow:
+    if follow == "stream" and stateless:
+        headers["Location"] = f"/runs/{run['run_id']}/stream"
+    elif follow:
         headers["Location"] = f"{run_path}/{follow}"
     return headers
 
@@ -186,7 +190,6 @@ async def join_run(
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_stream(
-    request: Request,
     thread_id: uuid.UUID,
     run_id: uuid.UUID,
     cancel_on_disconnect: bool = False,
@@ -194,7 +197,34 @@ async def join_stream(
     last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
     c: Container = Depends(container),
 ) -> Response:
-    run = await service.get(c, str(thread_id), str(run_id))
+    return await _join_stream(
+        c, str(thread_id), str(run_id), cancel_on_disconnect, stream_mode, last_event_id
+    )
+
+
+@router.get("/runs/{run_id}/stream")
+async def join_stream_stateless(
+    run_id: uuid.UUID,
+    cancel_on_disconnect: bool = False,
+    stream_mode: list[str] = Query(default=[]),
+    last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
+    c: Container = Depends(container),
+) -> Response:
+    """Where a stateless stream reconnects (its Location): the run by its id alone."""
+    return await _join_stream(
+        c, None, str(run_id), cancel_on_disconnect, stream_mode, last_event_id
+    )
+
+
+async def _join_stream(
+    c: Container,
+    thread_id: str | None,
+    run_id: str,
+    cancel_on_disconnect: bool,
+    stream_mode: list[str],
+    last_event_id: str | None,
+) -> Response:
+    run = await service.get(c, thread_id, run_id)
     after = _parse_last_event_id(last_event_id)
     if after and await is_finished_after(c, run["run_id"], after):
         # 204 tells a browser's EventSource the stream is over: no reconnect loop.

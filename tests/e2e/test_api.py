@@ -349,6 +349,35 @@ async def test_join_stream_resumes_after_last_event_id(client) -> None:
     assert ids == list(range(4, 9))
 
 
+async def test_stateless_stream_reconnects_by_run_id(server: Server) -> None:
+    """A stateless stream's Location names the run alone, as LangGraph's server does (so the
+    SDK takes a clean end for the end of the run), and that Location serves the run's stream,
+    resumable from Last-Event-ID."""
+    body = {
+        "assistant_id": "counter",
+        "input": {"steps": 5, "delay": 0.01},
+        "stream_mode": ["custom"],
+        "on_completion": "keep",
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with http.stream("POST", "/runs/stream", json=body) as r:
+            location = r.headers["location"]
+            first = (await r.aread()).decode()
+        run_id = r.headers["content-location"].rsplit("/", 1)[-1]
+        assert location == f"/runs/{run_id}/stream"
+        assert first.count("event: custom") == 5
+        async with http.stream("GET", location, headers={"Last-Event-ID": "2"}) as again:
+            assert again.status_code == 200
+            rest = (await again.aread()).decode()
+        assert [int(line[4:]) for line in rest.splitlines() if line.startswith("id: ")] == [
+            3,
+            4,
+            5,
+        ]
+        missing = await http.get(f"/runs/{uuid.uuid4()}/stream")
+        assert missing.status_code == 404 and "detail" in missing.json()
+
+
 async def test_bad_input_is_a_clear_4xx(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         thread = (await http.post("/threads", json={})).json()

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.agents.executor import normalize_stream_modes
 from app.broker import Broker
@@ -476,17 +477,17 @@ async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
     sent = None
     if row["status"] == "running":
         # Its worker hears the message while Postgres records the request (for a worker that
-        # misses the message): one round trip less before the run stops.
+        # misses the message), and the request is one statement: the run stops sooner.
         sent = asyncio.ensure_future(broker.send_control(message))
-    async with db.begin() as conn:
-        ended, asked = await Runs.cancel_inflight(conn, [run_id], action)
-        for r in ended:
-            if action == "rollback":
-                await Runs.delete(conn, r["run_id"])
-            if not await Runs(db).thread_has_inflight(conn, r["thread_id"]):
-                thread = await Threads.get_for_update(conn, r["thread_id"], lock=False)
-                status = "interrupted" if thread and thread["interrupts"] else "idle"
-                await Threads.set_fields(conn, r["thread_id"], status=status)
+        async with db.single() as conn:
+            ended, asked = await Runs.cancel_inflight(conn, [run_id], action)
+        if ended:  # handed back to the queue meanwhile (a drain), and ended now
+            async with db.begin() as conn:
+                await _settle_threads_of_ended(db, conn, ended, action)
+    else:
+        async with db.begin() as conn:
+            ended, asked = await Runs.cancel_inflight(conn, [run_id], action)
+            await _settle_threads_of_ended(db, conn, ended, action)
     # A pending run ends here; a running one ends when its worker stops it (and counts it).
     metrics.RUNS_FINISHED.labels("interrupted").inc(len(ended))
     if sent is not None:
@@ -498,6 +499,20 @@ async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
             run_id, ended[0]["claims"] * SEQ_PER_ATTEMPT + 1, ended[0]["status"]
         )
     return "ended" if ended else "asked" if asked else "gone"
+
+
+async def _settle_threads_of_ended(
+    db: Database, conn: AsyncConnection, ended: list[Row], action: str
+) -> None:
+    """Pending runs a cancel ended: gone for a rollback; their thread idle (or interrupted)
+    unless another of its runs is in flight."""
+    for r in ended:
+        if action == "rollback":
+            await Runs.delete(conn, r["run_id"])
+        if not await Runs(db).thread_has_inflight(conn, r["thread_id"]):
+            thread = await Threads.get_for_update(conn, r["thread_id"], lock=False)
+            status = "interrupted" if thread and thread["interrupts"] else "idle"
+            await Threads.set_fields(conn, r["thread_id"], status=status)
 
 
 async def search(

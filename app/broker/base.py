@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,23 +30,44 @@ class Event:
 
 
 class Subscription:
-    """Live events of one run, delivered to one local listener."""
+    """Live events of one run, delivered to one local listener. A deque and one waiter
+    rather than an asyncio.Queue with wait_for: no task and no timer per event."""
+
+    __slots__ = ("run_id", "_events", "_waiter")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, event: Event) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def take(self) -> Event | None:
         """An event already queued, or None."""
-        return self.queue.get_nowait() if not self.queue.empty() else None
+        return self._events.popleft() if self._events else None
 
     async def get(self, timeout: float) -> Event | None:
-        if not self.queue.empty():
-            return self.queue.get_nowait()  # no timer for an event already here
+        """The next event, waiting at most `timeout` seconds (None then)."""
+        if self._events:
+            return self._events.popleft()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._events.popleft() if self._events else None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Broker(abc.ABC):

@@ -31,7 +31,7 @@ class MemoryBroker(Broker):
             log = self._logs[run_id] = deque(maxlen=self._maxlen)
         log.append(event)
         for sub in self._subs.get(run_id, ()):
-            sub.queue.put_nowait(event)
+            sub.put(event)
         if final:
             self._finished[run_id] = time.monotonic()
             self._forget_old()

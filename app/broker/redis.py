@@ -61,7 +61,8 @@ class RedisBroker(Broker):
         self._closing = False
         self._connected = asyncio.Event()
         self._dispatching: set[asyncio.Task[None]] = set()
-        self._outbox: list[tuple[str, Event, bool, asyncio.Future[None]]] = []
+        # (run, event, final, future of a publisher waiting for it to be sent, if any)
+        self._outbox: list[tuple[str, Event, bool, asyncio.Future[None] | None]] = []
         self._sender: asyncio.Task[None] | None = None
 
     # -- keys -----------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class RedisBroker(Broker):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         for *_, done in self._outbox:
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_result(None)
         self._outbox = []
         await self._close_pubsub()
@@ -136,7 +137,7 @@ class RedisBroker(Broker):
                     log.info("redis pub/sub reconnected")
                     for run_id in self._remote:
                         for sub in self._subs.get(run_id, ()):
-                            sub.queue.put_nowait(Event(-1, RESYNC, b""))
+                            sub.put(Event(-1, RESYNC, b""))
                 reconnect = True
                 while True:
                     message = await self._pubsub.get_message(timeout=1.0)
@@ -175,7 +176,7 @@ class RedisBroker(Broker):
             return  # a run of this process reached its listeners already
         event = _decode(payload)
         for sub in subs:
-            sub.queue.put_nowait(event)
+            sub.put(event)
 
     # -- wake-ups -------------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ class RedisBroker(Broker):
     async def _go_remote(self, run_id: str) -> None:
         await self._subscribe_remote(run_id)
         for sub in self._subs.get(run_id, ()):
-            sub.queue.put_nowait(Event(-1, RESYNC, b""))
+            sub.put(Event(-1, RESYNC, b""))
 
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
         """Deliver to this process's listeners, and queue the event for the next pipeline.
@@ -240,12 +241,13 @@ class RedisBroker(Broker):
         if local is not None:
             local[1].append(event)
             for sub in self._subs.get(run_id, ()):
-                sub.queue.put_nowait(event)
-        done = asyncio.get_running_loop().create_future()
+                sub.put(event)
+        wait = local is None or len(self._outbox) >= _OUTBOX_HIGH_WATER
+        done = asyncio.get_running_loop().create_future() if wait else None
         self._outbox.append((run_id, event, final, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_outbox(), name="runyard-publish")
-        if local is None or len(self._outbox) > _OUTBOX_HIGH_WATER:
+        if done is not None:
             await asyncio.shield(done)
 
     async def _send_outbox(self) -> None:
@@ -277,10 +279,10 @@ class RedisBroker(Broker):
                 for run_id, event, _, _ in batch:
                     if run_id not in self._local:
                         for sub in self._subs.get(run_id, ()):
-                            sub.queue.put_nowait(event)
+                            sub.put(event)
             finally:
                 for *_, done in batch:
-                    if not done.done():
+                    if done is not None and not done.done():
                         done.set_result(None)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:

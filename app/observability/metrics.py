@@ -38,6 +38,10 @@ SAMPLE_TIMEOUT_SECS = 2.0
 
 RUNS_CREATED = Counter("runyard_runs_created", "Runs accepted (created as pending).")
 RUNS_CLAIMED = Counter("runyard_runs_claimed", "Runs claimed by a worker, every claim counted.")
+RUNS_HANDED_OVER = Counter(
+    "runyard_runs_handed_over",
+    "Runs inserted claimed and started by an idle worker of the process that created them.",
+)
 RUNS_FINISHED = Counter("runyard_runs_finished", "Runs that reached a terminal status.", ["status"])
 RUNS_PENDING = Gauge(
     "runyard_runs_pending",

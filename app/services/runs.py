@@ -294,6 +294,7 @@ async def _hand_over(c: Container, handoff: Handoff, run: Row) -> None:
     c.outcomes.track(run_id)
     c.broker.claim_local(run_id, 0)
     if handoff.give(run):
+        metrics.RUNS_HANDED_OVER.inc()
         return
     # Its worker stopped meanwhile (a drain): the run goes back to the queue.
     c.outcomes.settle(run_id, None)

@@ -200,3 +200,30 @@ async def test_embedded_metrics_behind_the_api_key(embedded_with_key: Server) ->
     assert value(after, "runyard_stream_clients") == 0
     assert value(after, "runyard_redis_up") == 1
     assert value(after, "runyard_postgres_up") == 1
+
+
+async def test_a_run_created_while_a_worker_idles_starts_in_its_process(gunicorn: Server) -> None:
+    """Sequential runs on an idle server: each is inserted claimed by the process that took the
+    request and started by one of its workers, none waits for a sentinel and a claim."""
+    client = get_client(url=gunicorn.url)
+    before = await scrape_until(gunicorn.url, "runyard_worker_tasks", JOBS_PER_WORKER * WORKERS)
+    async with asyncio.timeout(30):
+        while value(before, "runyard_runs_running"):  # an earlier test's runs still going
+            await asyncio.sleep(0.05)
+            before = await scrape(gunicorn.url)
+    for steps in range(1, 6):
+        out = await client.runs.wait(None, "counter", input={"steps": steps})
+        assert out["count"] == steps
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "counter", input={"steps": 1})
+    await client.runs.join(thread["thread_id"], run["run_id"])
+    row = await client.runs.get(thread["thread_id"], run["run_id"])
+    assert row["status"] == "success"
+    after = await scrape(gunicorn.url)
+    handed = value(after, "runyard_runs_handed_over_total") - value(
+        before, "runyard_runs_handed_over_total"
+    )
+    claimed = value(after, "runyard_runs_claimed_total") - value(
+        before, "runyard_runs_claimed_total"
+    )
+    assert handed == 6 and claimed == 6

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.broker import Broker, Event, create_broker
+from app.broker.base import RESYNC
 from tests.support import REDIS_URL, redis_prefix
 
 
@@ -121,3 +122,43 @@ async def test_end_marker_and_dropping_the_log(broker: Broker) -> None:
     assert [e.event for e in events] == ["custom", "__end__"]
     await broker.drop_log("run-end")
     assert await broker.replay("run-end", 0) == []
+
+
+async def test_a_run_of_this_process_is_relayed_without_redis_pubsub() -> None:
+    """Listeners in the process executing a run get its events straight from it, its replay
+    from memory, and its channel is not subscribed on Redis; Redis still logs every event for
+    the other processes. Once the run goes on elsewhere, the listener is moved onto Redis and
+    told to resync."""
+    with redis_prefix() as prefix:
+        here = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        await here.start()
+        redis = here.client  # type: ignore[attr-defined]
+        channel = f"{prefix}run:local-run"
+        try:
+            here.claim_local("local-run", 0)
+            sub = await here.subscribe("local-run")
+            assert (await redis.pubsub_numsub(channel))[0][1] == 0
+            for seq in (1, 2, 3):
+                await here.publish("local-run", _event(seq))
+            assert [sub.take().seq for _ in range(3)] == [1, 2, 3]  # type: ignore[union-attr]
+            assert sub.take() is None  # no second copy through Redis
+            assert [e.seq for e in await here.replay("local-run", 1)] == [2, 3]
+            async with asyncio.timeout(5):  # the pipeline is not awaited by the publisher
+                while await redis.xlen(f"{prefix}run:local-run:events") < 3:
+                    await asyncio.sleep(0.01)
+
+            here.release_local("local-run", ended=False)  # its lease went to another process
+            resync = await sub.get(5.0)
+            assert resync is not None and resync.event == RESYNC
+            assert (await redis.pubsub_numsub(channel))[0][1] == 1
+            elsewhere = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+            await elsewhere.start()
+            try:
+                await elsewhere.publish("local-run", _event(4))
+            finally:
+                await elsewhere.close()
+            live = await sub.get(5.0)
+            assert live is not None and live.seq == 4
+            await here.unsubscribe(sub)
+        finally:
+            await here.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from app.broker.wakeups import WakeHub
 
@@ -51,3 +52,37 @@ async def test_demand_follows_idle_workers_without_a_wake_up() -> None:
     hub.signal()
     assert not hub.wanted  # the one idle worker has its wake-up already
     assert await waiter is False
+
+
+async def test_a_run_is_promised_to_an_idle_worker_only() -> None:
+    hub = WakeHub()
+    assert hub.reserve() is None  # nobody idle: the run goes to the queue
+    waiter = asyncio.create_task(hub.wait(5.0))
+    await _waiting(hub, 1)
+    handoff = hub.reserve()
+    assert handoff is not None and await waiter is handoff
+    assert hub.reserve() is None  # that worker is taken
+    taker = asyncio.create_task(handoff.take())
+    assert handoff.give({"run_id": "r1"}) is True
+    assert await taker == {"run_id": "r1"}
+
+
+async def test_a_worker_stopped_before_taking_its_run_gives_it_back() -> None:
+    hub = WakeHub()
+    waiter = asyncio.create_task(hub.wait(5.0))
+    await _waiting(hub, 1)
+    handoff = hub.reserve()
+    assert handoff is not None
+    waiter.cancel()  # the pool drains before the worker saw its hand-off
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    assert handoff.give({"run_id": "r1"}) is False  # the creator hands it back to the queue
+
+
+async def test_no_promises_while_draining() -> None:
+    hub = WakeHub()
+    waiter = asyncio.create_task(hub.wait(5.0))
+    await _waiting(hub, 1)
+    hub.close()
+    assert hub.reserve() is None
+    assert hub.signal() is True and await waiter is False  # plain wake-ups still pass

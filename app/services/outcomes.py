@@ -32,6 +32,3 @@ class RunOutcomes:
     def local(self, run_id: str) -> asyncio.Future[Row | None] | None:
         """The future of a run executing here, or None."""
         return self._pending.get(run_id)
-
-    def __len__(self) -> int:
-        return len(self._pending)

@@ -26,11 +26,15 @@ _INFLIGHT_OTHER = """
     WHERE o.thread_id = $3 AND o.status IN ('pending', 'running') AND o.run_id <> $1
 """
 
-CLAIM_NEXT = """
-WITH candidate AS (
+
+def pick_eligible(now: str) -> str:
+    """The oldest claimable pending run, highest priority first: its delay over, nothing of its
+    thread running or older and pending. `now` is the SQL for the current time; SQLite's claim
+    (runs.py) uses this too."""
+    return f"""
     SELECT r.seq FROM runs r
     WHERE r.status = 'pending'
-      AND (r.not_before IS NULL OR r.not_before <= now())
+      AND (r.not_before IS NULL OR r.not_before <= {now})
       AND NOT EXISTS (
           SELECT 1 FROM runs o
           WHERE o.thread_id = r.thread_id
@@ -38,8 +42,11 @@ WITH candidate AS (
       )
     ORDER BY r.priority DESC, r.seq
     LIMIT 1
-    FOR UPDATE OF r SKIP LOCKED
-)
+    """
+
+
+CLAIM_NEXT = f"""
+WITH candidate AS ({pick_eligible("now()")} FOR UPDATE OF r SKIP LOCKED)
 UPDATE runs SET
     status = 'running',
     attempt = runs.attempt + 1,
@@ -141,8 +148,3 @@ def insert_thread_and_run(thread_row: Row, run_row: Row) -> tuple[str, list[Any]
     thread_columns, thread_args = _params(threads, thread_row)
     run_columns, run_args = _params(runs, run_row)
     return _insert_pair_sql(thread_columns, run_columns), thread_args + run_args
-
-
-def insert_run(run_row: Row) -> tuple[str, list[Any]]:
-    columns, args = _params(runs, run_row)
-    return _insert_sql(runs, columns, True), args

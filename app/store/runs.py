@@ -32,20 +32,7 @@ Row = dict[str, Any]
 
 INFLIGHT = ("pending", "running")
 
-_NEXT_SQLITE_PICK = text(
-    """
-    SELECT r.seq FROM runs r
-    WHERE r.status = 'pending'
-      AND (r.not_before IS NULL OR r.not_before <= :now)
-      AND NOT EXISTS (
-          SELECT 1 FROM runs o
-          WHERE o.thread_id = r.thread_id
-            AND (o.status = 'running' OR (o.status = 'pending' AND o.seq < r.seq))
-      )
-    ORDER BY r.priority DESC, r.seq
-    LIMIT 1
-    """
-).bindparams(bindparam("now", type_=Timestamp))
+_NEXT_SQLITE_PICK = text(hot.pick_eligible(":now")).bindparams(bindparam("now", type_=Timestamp))
 
 
 def _row(mapping: Any) -> Row:

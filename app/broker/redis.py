@@ -206,8 +206,17 @@ class RedisBroker(Broker):
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            if popped is not None:
-                self.wakeups.signal()
+            if popped is not None and not self.wakeups.signal(keep=False):
+                # Every idle worker here was handed a run created here while the BLPOP was
+                # blocked: the sentinel's run is for an idle worker of another process now, not
+                # for a worker here once its run ends.
+                await self._give_back(popped[1])
+
+    async def _give_back(self, sentinel: bytes) -> None:
+        try:
+            await self._redis.lpush(self._wake_key, sentinel)
+        except (RedisError, OSError) as exc:  # the run is found by the next poll instead
+            log.debug("sentinel not given back: %s", exc)
 
     # -- events ---------------------------------------------------------------------------
 

@@ -73,15 +73,16 @@ class WakeHub:
                 return waiter
         return None
 
-    def signal(self, *, poll: bool = False) -> bool:
+    def signal(self, *, poll: bool = False, keep: bool = True) -> bool:
         """Wake one idle worker (`poll`: not for a known run, but to look for one). A wake-up
-        nobody waits for is kept, up to one per worker, for a worker about to wait: a run
-        committed while a worker's claim was in flight is then not left until the next poll."""
+        nobody waits for is kept (unless not `keep`), up to one per worker, for a worker about
+        to wait: a run committed while a worker's claim was in flight is then not left until
+        the next poll. Returns whether a worker has or will have it."""
         waiter = self._next_waiter()
         if waiter is not None:
             waiter.set_result(poll)
             return True
-        if len(self._kept) >= self.capacity:
+        if not keep or len(self._kept) >= self.capacity:
             return False
         self._kept.append(poll)
         return True

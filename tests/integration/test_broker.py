@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from app.broker import Broker, Event, create_broker
 from app.broker.base import RESYNC
@@ -98,6 +99,43 @@ async def test_a_busy_process_leaves_sentinels_to_idle_ones() -> None:
         finally:
             await busy.close()
             await idle.close()
+
+
+async def _blocked_clients() -> int:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        return int((await client.info("clients"))["blocked_clients"])
+    finally:
+        await client.aclose()
+
+
+async def test_a_sentinel_nobody_here_wants_any_more_goes_to_another_process() -> None:
+    """A process's BLPOP, blocked for an idle worker that was then handed a run created in
+    that process, takes a sentinel no worker there waits for: it goes back to the list for
+    an idle worker of another process, instead of waiting for a worker here to finish."""
+    with redis_prefix() as prefix:
+        first = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
+        second = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
+        await first.start()
+        await second.start()
+        tasks: list[asyncio.Task] = []
+        try:
+            before = await _blocked_clients()
+            tasks.append(asyncio.create_task(first.wait_wake(30.0)))
+            async with asyncio.timeout(5.0):  # first's BLPOP blocks on the list
+                while await _blocked_clients() <= before:
+                    await asyncio.sleep(0.01)
+            assert first.wakeups.reserve() is not None  # its one idle worker gets a local run
+            tasks.append(asyncio.create_task(second.wait_wake(30.0)))
+            await second.wake()  # first's BLPOP, blocked longest, pops it
+            assert await asyncio.wait_for(tasks[-1], 5.0) is False
+            assert await first.wait_wake(0.05) is None  # and first kept nothing
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await first.close()
+            await second.close()
 
 
 async def test_control_messages_reach_handlers(broker: Broker) -> None:

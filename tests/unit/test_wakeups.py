@@ -42,6 +42,19 @@ async def test_unclaimed_signals_are_capped_at_the_pool_size() -> None:
     assert await hub.wait(0.01) is None
 
 
+async def test_a_wake_up_not_to_keep_is_refused_when_nobody_waits() -> None:
+    """A Redis sentinel popped for a worker that was meanwhile handed a local run goes back
+    to the shared list, rather than waiting here until a worker's run ends."""
+    hub = WakeHub()
+    hub.capacity = 4
+    assert hub.signal(keep=False) is False
+    assert await hub.wait(0.01) is None  # nothing was kept
+    waiter = asyncio.create_task(hub.wait(5.0))
+    await _waiting(hub, 1)
+    assert hub.signal(keep=False) is True
+    assert await waiter is False
+
+
 async def test_demand_follows_idle_workers_without_a_wake_up() -> None:
     hub = WakeHub()
     assert not hub.wanted

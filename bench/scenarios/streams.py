@@ -74,6 +74,19 @@ async def measure_stream(ctx: Context) -> Measurement:
     return m
 
 
+def streams_spec(shape: str, streams: int) -> StackSpec:
+    """A stack with a worker task for every stream's run at once."""
+    if shape == "embedded":
+        return StackSpec(jobs_per_worker=streams)
+    per_worker = math.ceil(streams / PRODUCTION_WORKERS)
+    # Room for the server's pools at this N_JOBS_PER_WORKER (app/main.py sizes them from
+    # it), which the machine's shared Postgres (100 connections) does not have.
+    return StackSpec(
+        jobs_per_worker=per_worker,
+        private_postgres=min(5000, 4 * (per_worker + 5) * PRODUCTION_WORKERS + 100),
+    )
+
+
 def concurrent_streams(clients: int) -> Scenario:
     """`clients` SDK clients at once, each streaming its own one-second, 50-event run."""
 
@@ -81,16 +94,7 @@ def concurrent_streams(clients: int) -> Scenario:
         return clients if not quick or clients <= 100 else clients // 4
 
     def stack(shape: str, quick: bool) -> StackSpec:
-        n = size(quick)
-        if shape == "embedded":
-            return StackSpec(jobs_per_worker=n)
-        per_worker = math.ceil(n / PRODUCTION_WORKERS)
-        # Room for the server's pools at this N_JOBS_PER_WORKER (app/main.py sizes them from
-        # it), which the machine's shared Postgres (100 connections) does not have.
-        return StackSpec(
-            jobs_per_worker=per_worker,
-            private_postgres=min(5000, 4 * (per_worker + 5) * PRODUCTION_WORKERS + 100),
-        )
+        return streams_spec(shape, size(quick))
 
     async def measure(ctx: Context) -> Measurement:
         n = size(ctx.quick)

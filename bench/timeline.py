@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import uvloop
 from langgraph_sdk.client import LangGraphClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.graphs import emit_input
 from bench.measure import client
@@ -90,13 +91,14 @@ async def _burst(url: str, streams: int) -> None:
 
 def _claims(url: str) -> None:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    buckets, handed = [], None
-    for line in text.splitlines():
-        if line.startswith("runyard_run_claim_latency_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets.append((bound, int(float(line.rsplit(" ", 1)[1]))))
-        elif line.startswith("runyard_runs_handed_over_total"):
-            handed = int(float(line.rsplit(" ", 1)[1]))
+    buckets: list[tuple[str, int]] = []
+    handed = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "runyard_run_claim_latency_seconds_bucket":
+                buckets.append((sample.labels["le"], int(sample.value)))
+            elif sample.name == "runyard_runs_handed_over_total":
+                handed = int(sample.value)
     shown, previous = [], 0
     for bound, count in buckets:
         if count > previous:

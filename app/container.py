@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from app.agents.registry import GraphRegistry
 from app.broker import Broker
+from app.services.capacity import PendingCount
 from app.services.outcomes import RunOutcomes
 from app.settings import Settings
 from app.store.assistants import Assistants
@@ -40,3 +41,4 @@ class Container:
         self.assistants = Assistants(self.db)
         self.crons = Crons(self.db)
         self.outcomes = RunOutcomes()  # ends of the runs executing in this process
+        self.pending = PendingCount(self.runs.count_pending)  # for MAX_PENDING_RUNS

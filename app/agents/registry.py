@@ -91,6 +91,11 @@ class GraphRegistry:
         self._bound.clear()
 
     @property
+    def checkpointer(self) -> Any:
+        """The server's checkpointer the graphs are bound to (None before `bind`)."""
+        return self._checkpointer
+
+    @property
     def graph_ids(self) -> list[str]:
         return list(self._targets)
 

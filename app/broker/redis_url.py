@@ -8,12 +8,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
+from redis.driver_info import DriverInfo
+from redis.utils import get_lib_version
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2,
     "socket_timeout": 15,
     "retry_on_timeout": False,
+    # Resolved once: left to itself, redis-py looks its own version up in the installed
+    # packages' metadata for every new connection, a millisecond each while a burst grows
+    # the pool.
+    "driver_info": DriverInfo(lib_version=get_lib_version()),
 }
 
 # Per process. A connection is held for one command or pipeline (the pub/sub connection and the

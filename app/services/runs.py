@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,21 +142,14 @@ async def create(
         return existing
 
 
-_pending_cache: dict[str, float] = {"count": 0.0, "at": 0.0}
-
-
 async def _check_capacity(c: Container) -> None:
     cap = c.settings.MAX_PENDING_RUNS
     if not cap:
         return
-    now = time.monotonic()
-    # One COUNT per process per half second is plenty to hold a bound.
-    if now - _pending_cache["at"] > 0.5:
-        _pending_cache["count"] = await c.runs.count_pending()
-        _pending_cache["at"] = now
-    if _pending_cache["count"] >= cap:
+    count = await c.pending.count()
+    if count >= cap:
         raise Overloaded(
-            f"{int(_pending_cache['count'])} runs are pending (MAX_PENDING_RUNS={cap}); "
+            f"{count} runs are pending (MAX_PENDING_RUNS={cap}); "
             f"retry in {Overloaded.retry_after} s"
         )
 
@@ -195,6 +187,8 @@ async def _create(
         "webhook": req.webhook,
         "feedback_keys": req.feedback_keys,
         "temporary": stateless and req.on_completion == "delete",
+        # The server made the thread for this run: it has no checkpoint to read at the start.
+        "new_thread": fresh,
         "resumable": req.stream_resumable,
         "durability": req.durability,
     }
@@ -438,7 +432,9 @@ async def _wait_elsewhere(c: Container, run_id: str, just_created: bool) -> Row 
 
 
 async def join(c: Container, thread_id: str | None, run_id: str) -> Row:
-    await get(c, thread_id, run_id)
+    row = await get(c, thread_id, run_id)
+    if row["status"] in TERMINAL_RUN_STATUSES:
+        return row
     row = await wait_terminal(c, run_id)
     if row is None:
         raise NotFound(f"Run {run_id} not found")

@@ -13,6 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from app import serde
 from app.agents.executor import stream_graph
 from app.agents.registry import GraphRegistry
+from app.agents.run_checkpointer import RunCheckpointer
 from app.broker import Broker, Event
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.observability import metrics
@@ -83,9 +84,19 @@ async def execute(
     graph_id = config["configurable"].get("graph_id")
     # A temporary thread (a stateless run, deleted when it ends) keeps its checkpoints in
     # memory: nobody reads them after the run, and they cost Postgres most of such a run's
-    # statements. A run taken over after its worker was lost then starts over.
-    ephemeral = InMemorySaver() if kwargs.get("temporary") else None
-    graph = await registry.get(graph_id, config, checkpointer=ephemeral)
+    # statements. A run taken over after its worker was lost then starts over. Any other run
+    # writes through to the server's checkpointer, and does not read back what it wrote.
+    if kwargs.get("temporary"):
+        saver: Any = InMemorySaver()
+    elif registry.checkpointer is not None:
+        saver = RunCheckpointer(
+            registry.checkpointer,
+            run["thread_id"],
+            new_thread=bool(kwargs.get("new_thread")) and run.get("claims", 1) <= 1,
+        )
+    else:
+        saver = None
+    graph = await registry.get(graph_id, config, checkpointer=saver)
     progress.graph = graph
     graph_input, command = kwargs.get("input"), kwargs.get("command")
     if run.get("claims", 1) > 1 and await _left_off_midway(graph, run):
@@ -93,6 +104,24 @@ async def execute(
         # instead of starting over, so finished nodes do not run twice.
         graph_input, command = None, None
         config["configurable"].pop("checkpoint_id", None)
+    try:
+        await _stream(graph, graph_input, command, config, kwargs, emitter)
+    except BaseException:
+        if isinstance(saver, RunCheckpointer):
+            # Stopped midway, a save may have been cut off after it reached the database:
+            # the final state is read from there.
+            saver.forget()
+        raise
+
+
+async def _stream(
+    graph: Any,
+    graph_input: Any,
+    command: Any,
+    config: dict[str, Any],
+    kwargs: dict[str, Any],
+    emitter: EventEmitter,
+) -> None:
     async for name, payload in stream_graph(
         graph,
         input=graph_input,

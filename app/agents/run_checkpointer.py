@@ -1,0 +1,199 @@
+"""One run's view of the server's checkpointer: what the run itself wrote is not read back.
+
+A run asks its thread's checkpointer for the latest checkpoint twice: when the graph starts,
+and when the run ends (its final values, next nodes and interrupts). On a thread the server
+made for this very run there is nothing to read at the start, and at the end the latest
+checkpoint is the one the run just wrote, with the writes it put after it. Both answers are
+known here without a query. Everything else, and every checkpoint the run did not write
+itself (other namespaces, explicit checkpoint ids), goes to the wrapped saver unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_serializable_checkpoint_metadata,
+)
+
+_WriteKey = tuple[str, str, int]  # task path, task id, index
+
+
+class _Memo:
+    """The thread's newest root checkpoint as this run wrote it, and the writes put for it."""
+
+    __slots__ = ("new_thread", "latest", "writes")
+
+    def __init__(self, new_thread: bool) -> None:
+        self.new_thread = new_thread  # nothing was checkpointed on the thread before this run
+        self.latest: CheckpointTuple | None = None
+        # By checkpoint id: with durability "async" a checkpoint's writes can be saved before
+        # the checkpoint itself is.
+        self.writes: dict[str, dict[_WriteKey, tuple[str, str, Any]]] = {}
+
+    @property
+    def latest_id(self) -> str:
+        return self.latest.config["configurable"]["checkpoint_id"] if self.latest else ""
+
+
+class RunCheckpointer(BaseCheckpointSaver):
+    """Wraps the server's saver for one run on one thread."""
+
+    def __init__(self, saver: BaseCheckpointSaver, thread_id: str, *, new_thread: bool) -> None:
+        super().__init__(serde=saver.serde)
+        self.saver = saver
+        self.thread_id = thread_id
+        self._memo = _Memo(new_thread)
+
+    def forget(self) -> None:
+        """Read everything from the saver from now on (the run stopped midway)."""
+        self._memo.latest = None
+        self._memo.new_thread = False
+
+    def _mine(self, config: RunnableConfig) -> bool:
+        """Whether the config names this run's thread, root namespace."""
+        configurable = config.get("configurable") or {}
+        return str(configurable.get("thread_id")) == self.thread_id and not configurable.get(
+            "checkpoint_ns"
+        )
+
+    # -- what the run wrote ---------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if self._mine(config):
+            memo = self._memo
+            wanted = (config.get("configurable") or {}).get("checkpoint_id")
+            if memo.latest is not None:
+                if not wanted or wanted == memo.latest_id:
+                    writes = memo.writes.get(memo.latest_id, {})
+                    return memo.latest._replace(pending_writes=list(writes.values()))
+            elif memo.new_thread and not wanted:
+                return None
+        return await self.saver.aget_tuple(config)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        saved = await self.saver.aput(config, checkpoint, metadata, new_versions)
+        if self._mine(config):
+            configurable = config["configurable"]
+            parent = configurable.get("checkpoint_id")
+            self._memo.latest = CheckpointTuple(
+                config=saved,
+                checkpoint=checkpoint,
+                metadata=get_serializable_checkpoint_metadata(config, metadata),
+                parent_config=(
+                    {
+                        "configurable": {
+                            "thread_id": configurable["thread_id"],
+                            "checkpoint_ns": "",
+                            "checkpoint_id": parent,
+                        }
+                    }
+                    if parent
+                    else None
+                ),
+                pending_writes=[],
+            )
+            # Checkpoint ids sort in the order they were made: older ones are never read here.
+            latest = self._memo.latest_id
+            self._memo.writes = {k: v for k, v in self._memo.writes.items() if k >= latest}
+        return saved
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self.saver.aput_writes(config, writes, task_id, task_path)
+        checkpoint_id = config["configurable"].get("checkpoint_id")
+        if not checkpoint_id or checkpoint_id < self._memo.latest_id or not self._mine(config):
+            return
+        # As the savers store them: special writes (errors, interrupts, ...) replace an
+        # earlier one of the same task, other writes never overwrite.
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        memo = self._memo.writes.setdefault(checkpoint_id, {})
+        for index, (channel, value) in enumerate(writes):
+            key = (task_path, task_id, WRITES_IDX_MAP.get(channel, index))
+            if replace or key not in memo:
+                memo[key] = (task_id, channel, value)
+
+    # -- everything else is the saver's ---------------------------------------------------
+
+    @property
+    def config_specs(self) -> list:
+        return self.saver.config_specs
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        return self.saver.get_next_version(current, channel)
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> RunCheckpointer:
+        saver = self.saver.with_allowlist(extra_allowlist)
+        if saver is self.saver:
+            return self
+        clone = RunCheckpointer(saver, self.thread_id, new_thread=False)
+        clone._memo = self._memo  # one run, one memo
+        return clone
+
+    def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        return self.saver.alist(config, filter=filter, before=before, limit=limit)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.saver.adelete_thread(thread_id)
+
+    def __getattr__(self, name: str) -> Any:
+        # Methods BaseCheckpointSaver does not define (a saver's own extras). Not while the
+        # instance is being built or copied, before it has a saver.
+        if name == "saver" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.saver, name)
+
+
+def _forward(name: str) -> Any:
+    def forward(self: RunCheckpointer, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.saver, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    return forward
+
+
+# The rest of BaseCheckpointSaver's interface (sync calls, deletes, copies, prunes, delta
+# channel history): straight to the saver, which implements or refuses them itself.
+for _name in (
+    "get_tuple",
+    "list",
+    "put",
+    "put_writes",
+    "delete_thread",
+    "delete_for_runs",
+    "copy_thread",
+    "prune",
+    "adelete_for_runs",
+    "acopy_thread",
+    "aprune",
+    "get_delta_channel_history",
+    "aget_delta_channel_history",
+):
+    if hasattr(BaseCheckpointSaver, _name):
+        setattr(RunCheckpointer, _name, _forward(_name))

@@ -1,0 +1,132 @@
+"""A run's checkpointer answers from what the run wrote exactly what the saver would."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import operator
+from typing import Annotated, Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+from typing_extensions import TypedDict
+
+from app.agents.run_checkpointer import RunCheckpointer
+
+
+class State(TypedDict, total=False):
+    steps: Annotated[list[str], operator.add]
+    answer: str
+
+
+def _graph(*, ask: bool) -> Any:
+    def first(state: State) -> State:
+        return {"steps": ["first"]}
+
+    def second(state: State) -> State:
+        if ask:
+            return {"steps": ["second"], "answer": interrupt({"question": "go on?"})}
+        return {"steps": ["second"]}
+
+    builder = StateGraph(State)
+    builder.add_node("first", first)
+    builder.add_node("second", second)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    return builder.compile()
+
+
+class CountingSaver(InMemorySaver):
+    def __init__(self, put_delay: float = 0.0) -> None:
+        super().__init__()
+        self.reads = 0
+        self.put_delay = put_delay
+
+    async def aget_tuple(self, config: Any) -> Any:
+        self.reads += 1
+        return await super().aget_tuple(config)
+
+    async def aput(self, *args: Any) -> Any:
+        # A slow database: with durability "async" a checkpoint's writes are then saved
+        # before the checkpoint itself, as the SQLite saver does it.
+        if self.put_delay:
+            await asyncio.sleep(self.put_delay)
+        return await super().aput(*args)
+
+
+def _state(snapshot: Any) -> tuple[Any, ...]:
+    return (
+        snapshot.values,
+        snapshot.next,
+        [(t.name, t.interrupts, t.error) for t in snapshot.tasks],
+        {k: v for k, v in snapshot.metadata.items() if k != "writes"},
+        snapshot.config,
+        snapshot.parent_config,
+    )
+
+
+@pytest.mark.parametrize("put_delay", [0.0, 0.01], ids=["fast puts", "slow puts"])
+@pytest.mark.parametrize("ask", [False, True], ids=["to the end", "interrupted"])
+@pytest.mark.parametrize("durability", ["async", "sync", "exit"])
+async def test_the_final_state_is_the_savers_without_reading_it(
+    ask: bool, durability: str, put_delay: float
+) -> None:
+    saver = CountingSaver(put_delay)
+    mine = RunCheckpointer(saver, "t1", new_thread=True)
+    graph = _graph(ask=ask).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t1"}}
+    async for _ in graph.astream({"steps": []}, config, durability=durability):
+        pass
+    from_memory = await graph.aget_state(config)
+    assert saver.reads == 0  # neither at the start (a new thread) nor at the end
+    from_saver = await _graph(ask=ask).copy(update={"checkpointer": saver}).aget_state(config)
+    assert _state(from_memory) == _state(from_saver)
+    assert from_memory.values["steps"] == (["first"] if ask else ["first", "second"])
+    asked = [i.value for t in from_memory.tasks for i in t.interrupts]
+    assert asked == ([{"question": "go on?"}] if ask else [])
+
+
+async def test_a_resumed_thread_is_read_once_then_answered_from_memory() -> None:
+    saver = CountingSaver()
+    config = {"configurable": {"thread_id": "t2"}}
+    first_run = _graph(ask=True).copy(update={"checkpointer": saver})
+    async for _ in first_run.astream({"steps": []}, config):
+        pass
+    saver.reads = 0
+    mine = RunCheckpointer(saver, "t2", new_thread=False)
+    graph = _graph(ask=True).copy(update={"checkpointer": mine})
+    async for _ in graph.astream(Command(resume="yes"), config):
+        pass
+    snapshot = await graph.aget_state(config)
+    assert saver.reads == 1  # the start of the run: the thread had checkpoints
+    assert snapshot.values == {"steps": ["first", "second"], "answer": "yes"}
+    assert snapshot.next == ()
+    direct = await _graph(ask=True).copy(update={"checkpointer": saver}).aget_state(config)
+    assert _state(snapshot) == _state(direct)
+
+
+async def test_after_forget_and_for_other_threads_the_saver_answers() -> None:
+    saver = CountingSaver()
+    mine = RunCheckpointer(saver, "t3", new_thread=True)
+    graph = _graph(ask=False).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t3"}}
+    async for _ in graph.astream({"steps": []}, config):
+        pass
+    await mine.aget_tuple({"configurable": {"thread_id": "other"}})
+    assert saver.reads == 1
+    mine.forget()
+    snapshot = await graph.aget_state(config)
+    assert saver.reads == 2
+    assert snapshot.values["steps"] == ["first", "second"]
+
+
+def test_versions_and_copies_are_the_savers() -> None:
+    saver = InMemorySaver()
+    mine = RunCheckpointer(saver, "t4", new_thread=True)
+    # The Postgres and memory savers' versions: "<counter>.0.<random>", not the base's ints.
+    assert mine.get_next_version(None, None).split(".")[0] == "0" * 31 + "1"
+    clone = copy.copy(mine)
+    assert clone.saver is saver

@@ -27,7 +27,7 @@ from bench.measure import Measurement
 from bench.profiling import Profiler
 from bench.report import ScenarioResult, document, failed, header, summarize, table
 from bench.scenarios import SCENARIOS, Context, Scenario, select
-from bench.servers import SHAPES, Stack, open_stack
+from bench.servers import REFERENCE, REFERENCE_ENV, SHAPES, Stack, open_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # A warm-up or one repetition taking longer is an ERROR (the stack is torn down all the same).
@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only these scenarios (repeatable, "
         f"comma-separated, prefixes allowed): {', '.join(s.name for s in SCENARIOS)}",
     )
-    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
+    parser.add_argument(
+        "--shape",
+        choices=[*SHAPES, REFERENCE, "all"],
+        default="all",
+        help=f"all: {' and '.join(SHAPES)}; {REFERENCE}: LangGraph's `langgraph dev`, from the "
+        f"folder {REFERENCE_ENV} names, on the scenarios it can run",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the JSON on stdout (the table goes to stderr)"
     )

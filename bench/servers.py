@@ -4,6 +4,7 @@ or `runyard dev` (one process, SQLite, in-memory broker), on free ports, torn do
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -31,6 +32,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 CONFIG = BENCH_DIR / "langgraph.json"
 BIN = Path(sys.executable).parent
 SHAPES = ("production", "embedded")
+# LangGraph's own dev server (`langgraph dev`, in memory, one process), measured with the same
+# client and checks when asked for (--shape reference). Installed outside the repository:
+# RUNYARD_BENCH_REFERENCE names the folder holding its `langgraph` command.
+REFERENCE = "reference"
+REFERENCE_ENV = "RUNYARD_BENCH_REFERENCE"
 PRODUCTION_WORKERS = 2
 # Only how long a stopping server waits for unfinished runs: keeps teardown short.
 BASE_ENV = {"BG_JOB_SHUTDOWN_GRACE_SECS": "2"}
@@ -46,6 +52,9 @@ def _clean_environ() -> dict[str, str]:
 
 class RunyardProcess:
     """One `runyard dev` or `runyard serve` process (and its Gunicorn workers)."""
+
+    # What the server logs once per worker process when it is ready to take requests.
+    ready_line = " ready: "
 
     def __init__(self, mode: str, env: dict[str, str], *, workers: int = 1) -> None:
         self.mode = mode
@@ -90,7 +99,7 @@ class RunyardProcess:
                 raise RuntimeError(f"runyard {self.mode} exited:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 ok = httpx.get(f"{self.url}/ok", timeout=1.0).status_code == 200
-                if ok and self.log_tail(200_000).count(" ready: ") >= self.workers:
+                if ok and self.log_tail(200_000).count(self.ready_line) >= self.workers:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"runyard {self.mode} not ready in time:\n{self.log_tail()}")
@@ -148,6 +157,56 @@ class RunyardProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class ReferenceProcess(RunyardProcess):
+    """`langgraph dev` on the bench's graphs: LangGraph's in-memory server, for comparison."""
+
+    # /ok answers before its queue starts; this line says the queue's workers are up.
+    ready_line = "background workers"
+
+    def __init__(self, jobs_per_worker: int | None) -> None:
+        super().__init__("dev", {})
+        folder = os.environ.get(REFERENCE_ENV)
+        if not folder or not (Path(folder) / "langgraph").exists():
+            raise RuntimeError(
+                f"--shape {REFERENCE} needs {REFERENCE_ENV}: the folder of a `langgraph` command "
+                'installed with `pip install "langgraph-cli[inmem]"` in a venv of its own'
+            )
+        self.settings = {"n_jobs_per_worker": str(jobs_per_worker or 10)}
+        self.env = {
+            **os.environ,
+            "LANGSMITH_TRACING": "false",
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGGRAPH_NO_VERSION_CHECK": "true",
+        }
+        # It reads graph paths relative to where it runs, and keeps its files there: its own
+        # config, with the bench's graphs by absolute path, in its scratch folder.
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "langgraph.json"
+        graphs = json.loads(CONFIG.read_text())["graphs"]
+        config.write_text(
+            json.dumps(
+                {
+                    "dependencies": [str(BENCH_DIR)],
+                    "graphs": {k: str(BENCH_DIR / v) for k, v in graphs.items()},
+                }
+            )
+        )
+        self.args = [
+            str(Path(folder) / "langgraph"),
+            "dev",
+            "--no-browser",
+            "--no-reload",
+            "--config",
+            str(config),
+            "--port",
+            str(self.port),
+            "--n-jobs-per-worker",
+            self.settings["n_jobs_per_worker"],
+            "--server-log-level",
+            "WARNING",
+        ]
+
+
 @dataclass(frozen=True)
 class StackSpec:
     """What a scenario needs besides the plain server."""
@@ -181,6 +240,11 @@ def _jobs_env(spec: StackSpec) -> dict[str, str]:
 def open_stack(shape: str, spec: StackSpec) -> Iterator[Stack]:
     """Start everything the scenario needs; stop and delete all of it on exit."""
     with contextlib.ExitStack() as stack:
+        if shape == REFERENCE:
+            reference = ReferenceProcess(spec.jobs_per_worker)
+            stack.callback(reference.stop)
+            yield Stack(shape, reference.start())
+            return
         if shape == "embedded":
             server = RunyardProcess("dev", _jobs_env(spec))
             stack.callback(server.stop)

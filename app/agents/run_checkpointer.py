@@ -48,7 +48,9 @@ class RunCheckpointer(BaseCheckpointSaver):
     """Wraps the server's saver for one run on one thread."""
 
     def __init__(self, saver: BaseCheckpointSaver, thread_id: str, *, new_thread: bool) -> None:
-        super().__init__(serde=saver.serde)
+        # The saver's serializer as it is: the base class would check it against a typing
+        # Protocol again, which Python 3.11 does slowly, once per run.
+        self.serde = saver.serde
         self.saver = saver
         self.thread_id = thread_id
         self._memo = _Memo(new_thread)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bench.measure import Measurement
-from bench.servers import SHAPES, Stack, StackSpec
+from bench.servers import REFERENCE, SHAPES, Stack, StackSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Scenario:
     measure: Callable[[Context], Awaitable[Measurement]]
     # Unmeasured runs first (imports, pools, caches); its check failures still count.
     warmup: Callable[[Context, Measurement], Awaitable[None]] | None = None
-    shapes: tuple[str, ...] = SHAPES
+    # The reference server is measured where a scenario needs nothing of a Runyard stack.
+    shapes: tuple[str, ...] = (*SHAPES, REFERENCE)
     stack: Callable[[str, bool], StackSpec] = lambda shape, quick: StackSpec()
     targets: tuple[Target, ...] = ()
     units: dict[str, str] = field(default_factory=dict)

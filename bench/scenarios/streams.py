@@ -76,7 +76,7 @@ async def measure_stream(ctx: Context) -> Measurement:
 
 def streams_spec(shape: str, streams: int) -> StackSpec:
     """A stack with a worker task for every stream's run at once."""
-    if shape == "embedded":
+    if shape != "production":  # one process
         return StackSpec(jobs_per_worker=streams)
     per_worker = math.ceil(streams / PRODUCTION_WORKERS)
     # Room for the server's pools at this N_JOBS_PER_WORKER (app/main.py sizes them from

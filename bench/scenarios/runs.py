@@ -62,6 +62,7 @@ async def measure_wait(ctx: Context) -> Measurement:
         **latency_figures("latency", latencies),
         "runs_over_10s": stalled(latencies),
         "server_cpu_ms_per_run": round(cpu.server_seconds / total * 1000, 1),
+        "client_cpu_ms_per_run": round(cpu.client_seconds / total * 1000, 1),
     }
     return m
 
@@ -95,6 +96,7 @@ async def measure_background(ctx: Context) -> Measurement:
         **latency_figures("create_to_join", latencies),
         "runs_over_10s": stalled(latencies),
         "server_cpu_ms_per_run": round(cpu.server_seconds / total * 1000, 1),
+        "client_cpu_ms_per_run": round(cpu.client_seconds / total * 1000, 1),
     }
     return m
 

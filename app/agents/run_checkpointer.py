@@ -10,7 +10,7 @@ itself (other namespaces, explicit checkpoint ids), goes to the wrapped saver un
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -151,19 +151,6 @@ class RunCheckpointer(BaseCheckpointSaver):
         clone._memo = self._memo  # one run, one memo
         return clone
 
-    def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        return self.saver.alist(config, filter=filter, before=before, limit=limit)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self.saver.adelete_thread(thread_id)
-
     def __getattr__(self, name: str) -> Any:
         # Methods BaseCheckpointSaver does not define (a saver's own extras). Not while the
         # instance is being built or copied, before it has a saver.
@@ -180,9 +167,11 @@ def _forward(name: str) -> Any:
     return forward
 
 
-# The rest of BaseCheckpointSaver's interface (sync calls, deletes, copies, prunes, delta
-# channel history): straight to the saver, which implements or refuses them itself.
+# The rest of BaseCheckpointSaver's interface (listing, sync calls, deletes, copies, prunes,
+# delta channel history): straight to the saver, which implements or refuses them itself.
 for _name in (
+    "alist",
+    "adelete_thread",
     "get_tuple",
     "list",
     "put",

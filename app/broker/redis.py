@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # channel: one command per batch instead of two or three per event, which is most of what the
 # client spends on Redis. KEYS: the runs' log keys ("<channel>:events"). ARGV: maxlen, ttl,
 # then five values per event: the index of its key, seq, name, data, and "1" to (re)set the
-# log's time to live. A refused XADD (an id not above the log's last) skips that event only.
+# log's time to live. A refused XADD (an id not above the log's last) leaves only that event
+# out of the log; it is still published.
 _APPEND_AND_PUBLISH = r"""
 local maxlen, ttl = ARGV[1], ARGV[2]
 for i = 3, #ARGV, 5 do

@@ -121,6 +121,11 @@ async def test_after_forget_and_for_other_threads_the_saver_answers() -> None:
     snapshot = await graph.aget_state(config)
     assert saver.reads == 2
     assert snapshot.values["steps"] == ["first", "second"]
+    # History and deletes are the saver's own.
+    history = [t.config async for t in mine.alist(config)]
+    assert history == [t.config async for t in saver.alist(config)] and len(history) == 4
+    await mine.adelete_thread("t3")
+    assert [t async for t in saver.alist(config)] == []
 
 
 def test_versions_and_copies_are_the_savers() -> None:

@@ -200,3 +200,41 @@ async def test_a_run_of_this_process_is_relayed_without_redis_pubsub() -> None:
             await here.unsubscribe(sub)
         finally:
             await here.close()
+
+
+async def test_events_reach_logs_and_channels_after_redis_forgot_the_script() -> None:
+    """Events queued together go to Redis in calls of the append-and-publish script: each
+    reaches its own run's log and channel, an event whose id the log refuses is still
+    published, and a Redis that lost its script cache (restart, failover) gets it again."""
+    with redis_prefix() as prefix:
+        publisher = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        listener = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        await publisher.start()
+        await listener.start()
+        redis = publisher.client  # type: ignore[attr-defined]
+        try:
+            subs = {run: await listener.subscribe(run) for run in ("run-a", "run-b")}
+            await redis.script_flush()
+            # Published without waiting, one after the other: they share the calls.
+            for seq in (1, 2, 3):
+                for run in ("run-a", "run-b"):
+                    await publisher.publish(run, _event(seq))
+            for run, sub in subs.items():
+                got = [await sub.get(5.0) for _ in range(3)]
+                assert [e.seq for e in got if e is not None] == [1, 2, 3], run
+            async with asyncio.timeout(5):
+                while await redis.xlen(f"{prefix}run:run-b:events") < 3:
+                    await asyncio.sleep(0.01)
+            assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
+            assert await redis.ttl(f"{prefix}run:run-a:events") > 0
+
+            # An id the log already has: not logged twice, still relayed.
+            await publisher.publish("run-a", Event(2, "custom", b'{"again":true}'))
+            again = await subs["run-a"].get(5.0)
+            assert again is not None and again.data == b'{"again":true}'
+            assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
+            for sub in subs.values():
+                await listener.unsubscribe(sub)
+        finally:
+            await publisher.close()
+            await listener.close()

@@ -6,13 +6,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
 from app.store.runs import INFLIGHT
 from app.store.tables import runs, threads
+
+# Built once, for every temporary run's end (see the note in store/runs.py).
+_INSERT = insert(threads).returning(*threads.c)
+_DELETE_IF_IDLE = delete(threads).where(
+    threads.c.thread_id == bindparam("thread_id"),
+    ~select(runs.c.run_id)
+    .where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
+    .exists(),
+)
 
 Row = dict[str, Any]
 
@@ -67,7 +76,7 @@ class Threads:
 
     @staticmethod
     async def insert(conn: AsyncConnection, row: Row) -> Row:
-        result = await conn.execute(insert(threads).values(**row).returning(*threads.c))
+        result = await conn.execute(_INSERT, row)
         return _row(result.mappings().one())
 
     @staticmethod
@@ -115,14 +124,7 @@ class Threads:
     @staticmethod
     async def delete_if_idle(conn: AsyncConnection, thread_id: str) -> bool:
         """Delete the thread unless a run of it is pending or running; whether it was."""
-        inflight = (
-            select(runs.c.run_id)
-            .where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT))
-            .exists()
-        )
-        result = await conn.execute(
-            delete(threads).where(threads.c.thread_id == thread_id, ~inflight)
-        )
+        result = await conn.execute(_DELETE_IF_IDLE, {"thread_id": thread_id})
         return bool(result.rowcount)
 
     async def delete(self, thread_id: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from typing import Any
 
 from app.broker.base import Broker, Event, Subscription
@@ -19,7 +19,7 @@ class MemoryBroker(Broker):
         super().__init__()
         self._maxlen = maxlen
         self._logs: dict[str, deque[Event]] = {}
-        self._finished: dict[str, float] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()  # run id → end, oldest first
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
 
     async def wake(self) -> None:
@@ -34,14 +34,19 @@ class MemoryBroker(Broker):
             sub.put(event)
         if final:
             self._finished[run_id] = time.monotonic()
+            self._finished.move_to_end(run_id)
             self._forget_old()
 
     def _forget_old(self) -> None:
+        """Drop the logs of runs that ended longer ago than their time to live: the oldest
+        ends come first, so this stops at the first one still kept."""
         horizon = time.monotonic() - _FINISHED_LOG_TTL
-        for run_id, ended in list(self._finished.items()):
-            if ended < horizon:
-                self._finished.pop(run_id, None)
-                self._logs.pop(run_id, None)
+        while self._finished:
+            run_id, ended = next(iter(self._finished.items()))
+            if ended >= horizon:
+                return
+            self._finished.popitem(last=False)
+            self._logs.pop(run_id, None)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         return [e for e in self._logs.get(run_id, ()) if e.seq > after_seq]

@@ -137,14 +137,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
-    # crons before runs: `/runs/crons...` must not be taken for `/runs/{run_id}...`.
+    # Routes are matched one by one in this order (a few microseconds each), so the routes
+    # of every run come first. No runs route takes a crons path: where their paths could
+    # meet (`/runs/{run_id}/...`, `/runs/crons/{cron_id}`) the methods differ.
     routers = (
-        system.router,
-        assistants.router,
-        threads.router,
-        crons.router,
         runs.router,
+        crons.router,
+        threads.router,
+        assistants.router,
         store.router,
+        system.router,
         ui.router,
         metrics.router,
     )

@@ -123,6 +123,35 @@ async def _wait(c: Container, run: dict[str, Any], stateless: bool) -> JSON:
     return JSON(body, headers=_location(run, stateless, "join"))
 
 
+# -- stateless ----------------------------------------------------------------------------
+# First in the file: routes are matched in the order they are declared, and these are the
+# busiest.
+
+
+@router.post("/runs")
+async def create_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> JSON:
+    run, _ = await _create(c, None, body, idempotency_key)
+    return JSON(service.public(run), headers=_location(run, True))
+
+
+@router.post("/runs/stream")
+async def stream_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> Response:
+    run, req = await _create(c, None, body, idempotency_key)
+    return _stream(c, run, req, True)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(
+    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
+) -> JSON:
+    run, _ = await _create(c, None, body, idempotency_key)
+    return await _wait(c, run, True)
+
+
 # -- on a thread --------------------------------------------------------------------------
 
 
@@ -344,30 +373,3 @@ def _json_object(value: str | None, name: str) -> dict[str, Any] | None:
 @router.post("/runs/{run_id}/requeue")
 async def requeue_run(run_id: uuid.UUID, c: Container = Depends(container)) -> JSON:
     return JSON(service.public(await service.requeue(c, str(run_id))))
-
-
-# -- stateless ----------------------------------------------------------------------------
-
-
-@router.post("/runs")
-async def create_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> JSON:
-    run, _ = await _create(c, None, body, idempotency_key)
-    return JSON(service.public(run), headers=_location(run, True))
-
-
-@router.post("/runs/stream")
-async def stream_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> Response:
-    run, req = await _create(c, None, body, idempotency_key)
-    return _stream(c, run, req, True)
-
-
-@router.post("/runs/wait")
-async def wait_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> JSON:
-    run, _ = await _create(c, None, body, idempotency_key)
-    return await _wait(c, run, True)

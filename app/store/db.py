@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 
 from app import serde
 
@@ -203,12 +204,15 @@ def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
     record.info["checked_in_at"] = time.monotonic()
 
 
-def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+def _ping_if_idle(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     idle_since = record.info.get("checked_in_at")
     if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECS:
         return
     try:
-        dbapi_connection.ping()
+        # One simple-protocol query on the driver: one round trip, nothing prepared. The
+        # adapter's ping() wraps its query in BEGIN and ROLLBACK (for transaction-pooling
+        # proxies, which a simple-protocol query does not need): three.
+        await_(record.driver_connection.execute("SELECT 1"))
     except Exception as error:
         # The pool then connects afresh (and retries the checkout).
         raise exc.DisconnectionError(str(error)) from error

@@ -1,9 +1,12 @@
-"""SQL statements per run, counted by Postgres itself: `python -m bench.statements`.
+"""SQL statements and Redis commands per run, counted by Postgres and Redis themselves:
+`python -m bench.statements`.
 
 Starts a private Postgres cluster with pg_stat_statements, `runyard serve --workers 2` on it
 (and the machine's Redis under a fresh prefix), warms up, resets the counters, then runs
-sequential stateless runs and prints each statement's calls and execution time per run.
-Statements of idle workers polling during the same time are included, as in production.
+sequential stateless runs and prints each statement's calls and execution time per run, then
+each Redis command's calls per run (from INFO commandstats, so anything else using the
+machine's Redis at the same time is counted too). Statements and commands of idle workers
+polling during the same time are included, as in production.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import re
 
 import psycopg
+import redis
 
 from bench.graphs import emit_input, emit_output, one_output
 from bench.measure import Measurement, StreamTally, client
@@ -56,6 +60,13 @@ async def drive(url: str, kind: str, runs: int, m: Measurement) -> None:
         await sdk.aclose()
 
 
+def redis_commands() -> dict[str, int]:
+    """Calls per command since the Redis server started (scripts count as evalsha)."""
+    with redis.Redis.from_url(REDIS_URL) as r:
+        stats = r.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
     parser.add_argument("--kind", choices=["wait", "stream", "background"], default="wait")
@@ -77,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(drive(server.url, args.kind, 20, m))
             with psycopg.connect(uri, autocommit=True) as conn:
                 conn.execute("SELECT pg_stat_statements_reset()")
+            commands_before = redis_commands()
             asyncio.run(drive(server.url, args.kind, args.runs, m))
+            commands = redis_commands()
             with psycopg.connect(uri, autocommit=True) as conn:
                 rows = conn.execute(STATEMENTS).fetchall()
         finally:
@@ -88,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     for calls, ms, query in rows:
         text = re.sub(r"\s+", " ", query).strip()
         print(f"{calls / args.runs:9.2f}  {ms / args.runs:7.3f}  {text[:110]}")
+    # INFO itself is counted once in the second reading.
+    commands["info"] = commands.get("info", 0) - 1
+    counted = {
+        name: calls - commands_before.get(name, 0)
+        for name, calls in commands.items()
+        if calls > commands_before.get(name, 0)
+    }
+    print(f"Redis: {sum(counted.values()) / args.runs:.1f} commands per run")
+    print(f"{'calls/run':>9}  command")
+    for name, calls in sorted(counted.items(), key=lambda kv: -kv[1]):
+        print(f"{calls / args.runs:9.2f}  {name}")
     for error in m.errors:
         print(f"check failed: {error}")
     return 1 if m.error_count else 0

@@ -18,5 +18,7 @@ class JSON(JSONResponse):
         return serde.dumps(content)
 
 
-def container(request: Request) -> Container:
+async def container(request: Request) -> Container:
+    # async: FastAPI calls a plain `def` dependency in a worker thread, a thread hop (and
+    # two event-loop wake-ups) per request for an attribute read.
     return request.app.state.container

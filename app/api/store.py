@@ -183,7 +183,7 @@ class ListNamespaces(_StoreBody):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-def store(c: Container = Depends(container)) -> BaseStore:
+async def store(c: Container = Depends(container)) -> BaseStore:
     if c.longterm is None or c.longterm.store is None:
         raise HTTPException(503, "the store is not available")
     return c.longterm.store

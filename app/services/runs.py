@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.agents.executor import normalize_stream_modes
+from app.agents.registry import default_assistant_id
 from app.broker import Broker
 from app.broker.base import END, SEQ_PER_ATTEMPT
 from app.broker.wakeups import Handoff
@@ -22,6 +23,7 @@ from app.services import assistants as assistant_service
 from app.services.errors import Conflict, NotFound, ServiceError
 from app.store import idempotency
 from app.store.db import Database, utcnow
+from app.store.hot import AssistantGuard
 from app.store.runs import Runs
 from app.store.tables import TERMINAL_RUN_STATUSES
 from app.store.threads import Threads
@@ -129,7 +131,11 @@ async def create(
             return existing
     await _check_capacity(c)
     try:
-        return await _create(c, thread_id, req, stateless, idempotency_key)
+        try:
+            return await _create(c, thread_id, req, stateless, idempotency_key)
+        except _AssistantChanged:
+            c.assistants.forget(req.assistant_id)
+            return await _create(c, thread_id, req, stateless, idempotency_key, remembered=False)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -154,14 +160,37 @@ async def _check_capacity(c: Container) -> None:
         )
 
 
+class _AssistantChanged(Exception):
+    """The remembered assistant a run was built from has changed: build it again."""
+
+
 async def _create(
     c: Container,
     thread_id: str | None,
     req: RunRequest,
     stateless: bool,
     idempotency_key: str | None,
+    *,
+    remembered: bool = True,
 ) -> Row:
-    assistant = await assistant_service.get(c, req.assistant_id)
+    # The one-statement insert below (a new thread, no idempotency key; Postgres) checks the
+    # assistant itself, so the run can be built from the one this process resolved last time
+    # instead of reading it first; if it has changed, nothing is written and the run is built
+    # again from a fresh read.
+    direct = thread_id is None and not idempotency_key and c.db.is_postgres
+    assistant = c.assistants.remembered(req.assistant_id) if direct and remembered else None
+    guard = None
+    if assistant is not None:
+        guard = AssistantGuard(
+            req.assistant_id,
+            default_assistant_id(req.assistant_id),
+            assistant["version"],
+            assistant["updated_at"],
+        )
+    else:
+        assistant = await assistant_service.get(c, req.assistant_id)
+        if direct:
+            c.assistants.remember(req.assistant_id, assistant)
     graph_id = assistant["graph_id"]
     if graph_id not in c.registry:
         raise NotFound(f"Graph '{graph_id}' of assistant '{req.assistant_id}' is not loaded")
@@ -245,8 +274,10 @@ async def _create(
             # Nothing to look up or lock: the thread and the run go in with one statement.
             thread = new_thread()
             run = await c.runs.insert_with_thread(
-                thread, run_row(thread, claimed=handoff is not None)
+                thread, run_row(thread, claimed=handoff is not None), guard
             )
+            if run is None:
+                raise _AssistantChanged
         else:
             run, cancelled, ended_pending = await _insert_in_transaction(
                 c,

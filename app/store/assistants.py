@@ -5,6 +5,7 @@ the one in use included. Both change in the same transaction."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -61,9 +62,30 @@ def _version_row(row: Row, version: int, created_at: datetime) -> Row:
     }
 
 
+# How many resolved assistants a process remembers for run creation (remembered() below).
+REMEMBERED = 1024
+
+
 class Assistants:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._remembered: OrderedDict[str, Row] = OrderedDict()
+
+    # What run creation resolved an id or graph id to lately, to build the next run from
+    # without reading the assistant first. Only a statement that checks the assistant is
+    # unchanged may trust it (Runs.insert_with_thread with an AssistantGuard).
+
+    def remembered(self, key: str) -> Row | None:
+        return self._remembered.get(key)
+
+    def remember(self, key: str, row: Row) -> None:
+        self._remembered[key] = row
+        self._remembered.move_to_end(key)
+        if len(self._remembered) > REMEMBERED:
+            self._remembered.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._remembered.pop(key, None)
 
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.db.is_postgres else sqlite_insert)(table)

@@ -12,6 +12,8 @@ hand back Python objects); SQL NULL stands for None.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table
@@ -20,6 +22,18 @@ from app import serde
 from app.store.tables import runs, threads
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AssistantGuard:
+    """What a run was built from: the assistant `key` (an id or a graph id, with the graph's
+    default assistant id `prefer`) resolved to, at this version and update time."""
+
+    key: str
+    prefer: str
+    version: int
+    updated_at: datetime
+
 
 _INFLIGHT_OTHER = """
     SELECT 1 FROM runs o
@@ -63,12 +77,17 @@ RETURNING runs.*
 GET_RUN = "SELECT * FROM runs WHERE run_id = $1"
 GET_RUN_ON_THREAD = "SELECT * FROM runs WHERE run_id = $1 AND thread_id = $2"
 
-# By id, or by graph id: then the graph's default assistant ($2), then the oldest.
-GET_ASSISTANT = """
-SELECT * FROM assistants WHERE assistant_id = $1 OR graph_id = $1
-ORDER BY assistant_id <> $1, assistant_id <> $2, created_at
-LIMIT 1
-"""
+
+def _resolve_assistant(key: str, prefer: str) -> str:
+    """By id, or by graph id: then the graph's default assistant (`prefer`), then the oldest."""
+    return f"""
+    SELECT * FROM assistants WHERE assistant_id = {key} OR graph_id = {key}
+    ORDER BY assistant_id <> {key}, assistant_id <> {prefer}, created_at
+    LIMIT 1
+    """
+
+
+GET_ASSISTANT = _resolve_assistant("$1", "$2")
 
 _FINISH = """
 done AS (
@@ -131,20 +150,39 @@ def _params(table: Table, row: Row) -> tuple[tuple[str, ...], list[Any]]:
 
 
 @functools.cache
-def _insert_pair_sql(thread_columns: tuple[str, ...], run_columns: tuple[str, ...]) -> str:
+def _insert_pair_sql(
+    thread_columns: tuple[str, ...], run_columns: tuple[str, ...], guarded: bool
+) -> str:
     thread_sql = _insert_sql(threads, thread_columns, False)
     shift = len(thread_columns)
     names = ", ".join(f'"{c}"' for c in run_columns)
-    values = ", ".join(f"${i + shift}" for i in range(1, len(run_columns) + 1))
+    values = [f"${i + shift}" for i in range(1, len(run_columns) + 1)]
+    if guarded:
+        # The assistant the run was built from, remembered from an earlier run, goes in only
+        # if the key still resolves to it unchanged (same version and updated_at); else NULL,
+        # which the column refuses, and nothing is written.
+        n = shift + len(run_columns)
+        at = run_columns.index("assistant_id")
+        values[at] = (
+            f"(SELECT g.assistant_id FROM ({_resolve_assistant(f'${n + 1}', f'${n + 2}')}) g"
+            f" WHERE g.assistant_id = {values[at]} AND g.version = ${n + 3}"
+            f" AND g.updated_at = ${n + 4})"
+        )
     return (
         f"WITH new_thread AS ({thread_sql}) "
-        f"INSERT INTO runs ({names}) VALUES ({values}) RETURNING *"
+        f"INSERT INTO runs ({names}) VALUES ({', '.join(values)}) RETURNING *"
     )
 
 
-def insert_thread_and_run(thread_row: Row, run_row: Row) -> tuple[str, list[Any]]:
+def insert_thread_and_run(
+    thread_row: Row, run_row: Row, assistant: AssistantGuard | None = None
+) -> tuple[str, list[Any]]:
     """A new thread and its first run, one statement (a data-modifying CTE): its SQL and
-    arguments."""
+    arguments. With `assistant`, the statement also checks that the assistant is unchanged."""
     thread_columns, thread_args = _params(threads, thread_row)
     run_columns, run_args = _params(runs, run_row)
-    return _insert_pair_sql(thread_columns, run_columns), thread_args + run_args
+    sql = _insert_pair_sql(thread_columns, run_columns, assistant is not None)
+    args = thread_args + run_args
+    if assistant is not None:
+        args += [assistant.key, assistant.prefer, assistant.version, assistant.updated_at]
+    return sql, args

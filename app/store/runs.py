@@ -116,13 +116,22 @@ class Runs:
             r for r in rows if r["status"] == "running"
         ]
 
-    async def insert_with_thread(self, thread_row: Row, run_row: Row) -> Row:
+    async def insert_with_thread(
+        self, thread_row: Row, run_row: Row, assistant: hot.AssistantGuard | None = None
+    ) -> Row | None:
         """A new thread and its first run in one statement (Postgres: a data-modifying CTE),
-        committed as it runs: one round trip instead of four."""
+        committed as it runs: one round trip instead of four. With `assistant` (Postgres
+        only), None and nothing written if the run's assistant is no longer what it was."""
         if self.db.is_postgres:
-            sql, args = hot.insert_thread_and_run(thread_row, run_row)
-            async with self.db.raw() as con:
-                return dict(await con.fetchrow(sql, *args))
+            sql, args = hot.insert_thread_and_run(thread_row, run_row, assistant)
+            try:
+                async with self.db.raw() as con:
+                    return dict(await con.fetchrow(sql, *args))
+            except asyncpg.NotNullViolationError as error:
+                if assistant is None or error.column_name != "assistant_id":
+                    raise
+                return None
+        assert assistant is None, "the assistant guard is a Postgres statement"
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)
             return await self.insert(conn, run_row)

@@ -1,0 +1,159 @@
+"""This checkout against another, interleaved: `python -m bench.compare --base DIR`.
+
+On a machine whose speed drifts by a factor of two from one minute to the next, two figures
+measured minutes apart say little about a change worth a few percent. This starts both servers
+at once, in the production shape (`runyard serve --workers 2`, each on a scratch database and
+Redis prefix of its own), DIR's code through PYTHONPATH (a worktree of another commit: `git
+worktree add /tmp/base HEAD~1`), and sends them short batches of the same load in turn, ABBA
+order, so that both see the same machine. Each batch's server CPU per run and throughput are
+paired with the other server's batches of the same round; the report is the median of each
+and of the per-round ratios (this over base: below 1 means less CPU).
+
+Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
+(`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events), each
+16 at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.graphs import emit_input, emit_output, one_output
+from bench.measure import CpuMeter, Measurement, StreamTally, client, run_concurrently
+from bench.scenarios.base import token
+from bench.servers import PRODUCTION_WORKERS, RunyardProcess
+from bench.services import REDIS_URL, redis_prefix, scratch_database
+
+CONCURRENCY = 16
+EVENTS = 10
+
+Load = Callable[[object, Measurement], Awaitable[None]]
+
+
+async def _wait(sdk: object, m: Measurement) -> None:
+    value = token()
+    out = await sdk.runs.wait(None, "one", input={"token": value})  # type: ignore[attr-defined]
+    if out != one_output(value):
+        m.fail(f"runs.wait answered {str(out)[:200]}")
+
+
+async def _background(sdk: object, m: Measurement) -> None:
+    value = token()
+    runs = sdk.runs  # type: ignore[attr-defined]
+    run = await runs.create(None, "one", input={"token": value}, on_completion="keep")
+    out = await runs.join(run["thread_id"], run["run_id"])
+    if out != one_output(value):
+        m.fail(f"runs.join answered {str(out)[:200]}")
+
+
+async def _stream(sdk: object, m: Measurement) -> None:
+    value = token()
+    tally = StreamTally(value, EVENTS)
+    async for part in sdk.runs.stream(  # type: ignore[attr-defined]
+        None, "emit", input=emit_input(value, EVENTS, delay=0), stream_mode=["custom", "values"]
+    ):
+        tally.feed(part.event, part.data, part.id)
+    tally.verify(m, output=emit_output(value, EVENTS))
+
+
+LOADS: dict[str, Load] = {"wait": _wait, "background": _background, "stream": _stream}
+
+
+@dataclass
+class Side:
+    name: str
+    server: RunyardProcess
+    cpu_ms: list[float] = field(default_factory=list)
+    per_s: list[float] = field(default_factory=list)
+
+
+async def batch(side: Side, load: Load, runs: int, m: Measurement) -> None:
+    sdk = client(side.server.url)
+
+    async def one(_: int) -> None:
+        try:
+            await load(sdk, m)
+        except Exception as exc:
+            m.fail(f"{side.name}: {type(exc).__name__}: {exc}")
+
+    try:
+        with CpuMeter(side.server) as cpu:
+            started = time.perf_counter()
+            await run_concurrently(runs, CONCURRENCY, one)
+            wall = time.perf_counter() - started
+    finally:
+        await sdk.aclose()
+    side.cpu_ms.append(cpu.server_seconds / runs * 1000)
+    side.per_s.append(runs / wall)
+
+
+async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) -> Measurement:
+    m = Measurement()
+    for side in sides:  # warm-up, not counted
+        await batch(side, load, 2 * CONCURRENCY, m)
+        side.cpu_ms.clear()
+        side.per_s.clear()
+    for i in range(rounds):
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            await batch(side, load, runs, m)
+    return m
+
+
+def report(base: Side, this: Side) -> None:
+    def ratios(a: list[float], b: list[float]) -> list[float]:
+        return [y / x for x, y in zip(a, b, strict=True) if x]
+
+    cpu_ratios = ratios(base.cpu_ms, this.cpu_ms)
+    rate_ratios = ratios(base.per_s, this.per_s)
+    print(f"{'':12}{'server CPU ms/run':>20}{'runs/s':>10}")
+    for side in (base, this):
+        cpu = statistics.median(side.cpu_ms)
+        rate = statistics.median(side.per_s)
+        print(f"{side.name:12}{cpu:20.2f}{rate:10.1f}")
+    print(
+        f"{'this/base':12}{statistics.median(cpu_ratios):20.3f}"
+        f"{statistics.median(rate_ratios):10.3f}   (median of {len(cpu_ratios)} rounds;"
+        f" less CPU in {sum(r < 1 for r in cpu_ratios)} of them)"
+    )
+    quartiles = statistics.quantiles(cpu_ratios, n=4) if len(cpu_ratios) > 1 else cpu_ratios
+    print(f"CPU ratio quartiles: {' '.join(f'{q:.3f}' for q in quartiles)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
+    parser.add_argument("--base", type=Path, required=True, help="checkout to compare with")
+    parser.add_argument("--load", choices=sorted(LOADS), default="wait")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=200, help="runs per batch")
+    args = parser.parse_args(argv)
+    if not (args.base / "app").is_dir():
+        parser.error(f"{args.base} holds no app/ folder")
+    with contextlib.ExitStack() as stack:
+        sides = []
+        for name, path in (("base", args.base.resolve()), ("this", None)):
+            uri = stack.enter_context(scratch_database())
+            prefix = stack.enter_context(redis_prefix())
+            env = {"DATABASE_URI": uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+            if path is not None:
+                env["PYTHONPATH"] = str(path)
+            server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS)
+            stack.callback(server.stop)
+            server.start()
+            sides.append(Side(name, server))
+        base, this = sides
+        m = asyncio.run(compare((base, this), LOADS[args.load], args.rounds, args.runs))
+    report(base, this)
+    for error in m.errors:
+        print(f"check failed: {error}")
+    return 1 if m.error_count else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

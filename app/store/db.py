@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_, greenlet_spawn
 
 from app import serde
 
@@ -93,17 +93,19 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def raw(self) -> AsyncIterator[Any]:
-        """The asyncpg connection under a pooled autocommit connection (Postgres only), for
-        the hot statements (store/hot.py). A disconnect discards the pool, as SQLAlchemy does
-        for its own statements."""
-        async with self._autocommit.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            try:
-                yield driver
-            except _DISCONNECTS:
-                await conn.invalidate()
-                await self.engine.dispose(close=False)
-                raise
+        """A pooled asyncpg connection (Postgres only; autocommit, as asyncpg is outside a
+        transaction), for the hot statements (store/hot.py). Straight from the pool, with its
+        checkout ping: no SQLAlchemy connection and isolation level set and reset around it.
+        A disconnect discards the pool, as SQLAlchemy does for its own statements."""
+        pooled = await self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except _DISCONNECTS:
+            await greenlet_spawn(pooled.invalidate)
+            await self.engine.dispose(close=False)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)  # back to the pool
 
     async def _select_one(self) -> None:
         async with self.engine.connect() as conn:

@@ -70,3 +70,18 @@ async def test_a_connection_used_a_moment_ago_is_not_pinged(
     # Trusted: the first statement finds it dead (and the pool is then discarded).
     with pytest.raises(Exception, match="(?i)connection|terminat|closed"):
         await _backend_pid(pool)
+
+
+async def test_a_disconnect_on_the_raw_path_discards_the_pool(
+    pool: Database, own_pg_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with pool.raw() as con:
+        first = await con.fetchval("SELECT pg_backend_pid()")
+    await _terminate(own_pg_uri, first)
+    monkeypatch.setattr(db_module, "PING_IDLE_SECS", 3600.0)
+    with pytest.raises(db_module._DISCONNECTS):
+        async with pool.raw() as con:
+            await con.fetchval("SELECT 1")
+    async with pool.raw() as con:
+        assert await con.fetchval("SELECT pg_backend_pid()") != first
+    assert pool.engine.pool.checkedout() == 0

@@ -7,7 +7,9 @@ Redis prefix of its own), DIR's code through PYTHONPATH (a worktree of another c
 worktree add /tmp/base HEAD~1`), and sends them short batches of the same load in turn, ABBA
 order, so that both see the same machine. Each batch's server CPU per run and throughput are
 paired with the other server's batches of the same round; the report is the median of each
-and of the per-round ratios (this over base: below 1 means less CPU).
+and of the per-round ratios (this over base: below 1 means less CPU). The steadiest figure is
+the server's CPU over the client's for the same batch: the client's work is the same on both
+sides, so it measures the machine's speed at that moment.
 
 Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
 (`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events), each
@@ -72,6 +74,9 @@ class Side:
     server: RunyardProcess
     cpu_ms: list[float] = field(default_factory=list)
     per_s: list[float] = field(default_factory=list)
+    # Server CPU over the client's for the same batch: the client's code is the same on both
+    # sides, so this cancels most of the machine's drift between two batches.
+    per_client: list[float] = field(default_factory=list)
 
 
 async def batch(side: Side, load: Load, runs: int, m: Measurement) -> None:
@@ -92,6 +97,7 @@ async def batch(side: Side, load: Load, runs: int, m: Measurement) -> None:
         await sdk.aclose()
     side.cpu_ms.append(cpu.server_seconds / runs * 1000)
     side.per_s.append(runs / wall)
+    side.per_client.append(cpu.server_seconds / cpu.client_seconds)
 
 
 async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) -> Measurement:
@@ -100,6 +106,7 @@ async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) 
         await batch(side, load, 2 * CONCURRENCY, m)
         side.cpu_ms.clear()
         side.per_s.clear()
+        side.per_client.clear()
     for i in range(rounds):
         for side in sides if i % 2 == 0 else sides[::-1]:
             await batch(side, load, runs, m)
@@ -112,18 +119,22 @@ def report(base: Side, this: Side) -> None:
 
     cpu_ratios = ratios(base.cpu_ms, this.cpu_ms)
     rate_ratios = ratios(base.per_s, this.per_s)
-    print(f"{'':12}{'server CPU ms/run':>20}{'runs/s':>10}")
+    relative = ratios(base.per_client, this.per_client)
+    print(f"{'':12}{'server CPU ms/run':>20}{'runs/s':>10}{'server/client CPU':>20}")
     for side in (base, this):
         cpu = statistics.median(side.cpu_ms)
         rate = statistics.median(side.per_s)
-        print(f"{side.name:12}{cpu:20.2f}{rate:10.1f}")
+        print(f"{side.name:12}{cpu:20.2f}{rate:10.1f}{statistics.median(side.per_client):20.3f}")
     print(
         f"{'this/base':12}{statistics.median(cpu_ratios):20.3f}"
-        f"{statistics.median(rate_ratios):10.3f}   (median of {len(cpu_ratios)} rounds;"
-        f" less CPU in {sum(r < 1 for r in cpu_ratios)} of them)"
+        f"{statistics.median(rate_ratios):10.3f}{statistics.median(relative):20.3f}"
     )
-    quartiles = statistics.quantiles(cpu_ratios, n=4) if len(cpu_ratios) > 1 else cpu_ratios
-    print(f"CPU ratio quartiles: {' '.join(f'{q:.3f}' for q in quartiles)}")
+    for name, values in (("server CPU", cpu_ratios), ("server/client CPU", relative)):
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values
+        print(
+            f"{name} ratio quartiles: {' '.join(f'{q:.3f}' for q in quartiles)}"
+            f" (below 1 in {sum(r < 1 for r in values)} of {len(values)} rounds)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 
 Starts a private Postgres cluster with pg_stat_statements, `runyard serve --workers 2` on it
 (and the machine's Redis under a fresh prefix), warms up, resets the counters, then runs
-sequential stateless runs and prints each statement's calls and execution time per run, then
+sequential runs (stateless; `--kind thread`: a new thread, then a run on it) and prints each statement's calls and execution time per run, then
 each Redis command's calls per run (from INFO commandstats, so anything else using the
 machine's Redis at the same time is counted too). Statements and commands of idle workers
 polling during the same time are included, as in production.
@@ -42,6 +42,12 @@ async def drive(url: str, kind: str, runs: int, m: Measurement) -> None:
                 if out != one_output(value):
                     m.fail(f"runs.wait answered {out}")
                 continue
+            if kind == "thread":
+                thread = await sdk.threads.create()
+                out = await sdk.runs.wait(thread["thread_id"], "one", input={"token": value})
+                if out != one_output(value):
+                    m.fail(f"runs.wait on a thread answered {out}")
+                continue
             if kind == "background":
                 run = await sdk.runs.create(
                     None, "one", input={"token": value}, on_completion="keep"
@@ -69,7 +75,7 @@ def redis_commands() -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
-    parser.add_argument("--kind", choices=["wait", "stream", "background"], default="wait")
+    parser.add_argument("--kind", choices=["wait", "stream", "background", "thread"], default="wait")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     m = Measurement()

@@ -1,4 +1,5 @@
-"""The pending-run count that MAX_PENDING_RUNS is held against, asked sparingly."""
+"""The pending-run count that MAX_PENDING_RUNS is held against, asked sparingly and off the
+request's path."""
 
 from __future__ import annotations
 
@@ -11,21 +12,25 @@ PENDING_COUNT_SECS = 0.5
 
 
 class PendingCount:
-    """At most one COUNT per PENDING_COUNT_SECS per process: requests arriving while it is
-    asked share that one answer instead of each sending its own (a burst of creates)."""
+    """At most one COUNT in flight per process, and at most one per PENDING_COUNT_SECS.
+    Once there is an answer, a request takes it as it is and, if it has aged, only starts
+    the next COUNT: the bound is approximate anyway (other processes create runs meanwhile),
+    and a COUNT on the way to a run's first event costs more than its half second of age.
+    Only the first request, with no answer yet, waits for one."""
 
     def __init__(self, ask: Callable[[], Awaitable[int]]) -> None:
         self._ask = ask
-        self._value = 0
+        self._value: int | None = None
         self._at = float("-inf")
         self._asking: asyncio.Future[int] | None = None
 
     async def count(self) -> int:
-        if time.monotonic() - self._at <= PENDING_COUNT_SECS:
-            return self._value
-        if self._asking is None:
+        if time.monotonic() - self._at > PENDING_COUNT_SECS and self._asking is None:
             self._asking = asyncio.ensure_future(self._ask())
             self._asking.add_done_callback(self._answered)
+        if self._value is not None:
+            return self._value
+        assert self._asking is not None
         return await asyncio.shield(self._asking)
 
     def _answered(self, asking: asyncio.Future[int]) -> None:

@@ -1,4 +1,5 @@
-"""The pending-run count behind MAX_PENDING_RUNS: one COUNT shared by concurrent requests."""
+"""The pending-run count behind MAX_PENDING_RUNS: one COUNT shared by concurrent requests,
+and none waited for once there is an answer."""
 
 from __future__ import annotations
 
@@ -30,10 +31,35 @@ async def test_concurrent_requests_share_one_count() -> None:
     assert asked == 1
 
 
-async def test_a_stale_count_is_asked_again_and_a_failure_is_not_kept(
+async def test_an_aged_count_is_answered_at_once_while_the_next_is_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    answers = iter([RuntimeError("database away"), 3, 4])
+    answers = [3, 4]
+    release = asyncio.Event()
+    asked = 0
+
+    async def ask() -> int:
+        nonlocal asked
+        asked += 1
+        if asked > 1:
+            await release.wait()
+        return answers[asked - 1]
+
+    pending = PendingCount(ask)
+    assert await pending.count() == 3
+    monkeypatch.setattr(capacity, "PENDING_COUNT_SECS", -1.0)
+    # Aged: the old answer at once, one new COUNT for all of them, none waited for.
+    assert [await pending.count() for _ in range(5)] == [3] * 5
+    await asyncio.sleep(0)  # the COUNT's task starts
+    assert asked == 2
+    release.set()
+    async with asyncio.timeout(5):
+        while await pending.count() != 4:
+            await asyncio.sleep(0)
+
+
+async def test_a_failed_count_is_not_kept() -> None:
+    answers = iter([RuntimeError("database away"), 3])
 
     async def ask() -> int:
         answer = next(answers)
@@ -45,5 +71,3 @@ async def test_a_stale_count_is_asked_again_and_a_failure_is_not_kept(
     with pytest.raises(RuntimeError):
         await pending.count()
     assert await pending.count() == 3
-    monkeypatch.setattr(capacity, "PENDING_COUNT_SECS", -1.0)
-    assert await pending.count() == 4

@@ -24,7 +24,7 @@ serve: install
 	$(BIN)/runyard serve --config $(CONFIG) --port $(PORT)
 
 test: install browser
-	$(BIN)/ruff check app tests migrations examples
+	$(BIN)/ruff check app tests bench migrations examples
 	$(BIN)/python -m pytest tests
 
 browser:
@@ -34,11 +34,11 @@ test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/integration
 
 lint: install
-	$(BIN)/ruff check app tests migrations examples
-	$(BIN)/ruff format --check app tests migrations examples
+	$(BIN)/ruff check app tests bench migrations examples
+	$(BIN)/ruff format --check app tests bench migrations examples
 
 format: install
-	$(BIN)/ruff format app tests migrations examples
+	$(BIN)/ruff format app tests bench migrations examples
 
 clean:
 	rm -rf $(VENV) .runyard .pytest_cache .ruff_cache

@@ -33,10 +33,23 @@ def _version(package: str) -> str | None:
         return None
 
 
+def code_root() -> Path:
+    """Where the servers' `app` package comes from: the first PYTHONPATH entry that holds one
+    (a worktree of another commit, measured from this checkout), else this checkout."""
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if entry and (Path(entry) / "app").is_dir():
+            return Path(entry).resolve()
+    return ROOT
+
+
 def _git_commit() -> str | None:
+    """The commit of the code under measurement."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=code_root(),
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip() or None
     return None

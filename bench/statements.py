@@ -3,10 +3,11 @@
 
 Starts a private Postgres cluster with pg_stat_statements, `runyard serve --workers 2` on it
 (and the machine's Redis under a fresh prefix), warms up, resets the counters, then runs
-sequential runs (stateless; `--kind thread`: a new thread, then a run on it) and prints each statement's calls and execution time per run, then
-each Redis command's calls per run (from INFO commandstats, so anything else using the
-machine's Redis at the same time is counted too). Statements and commands of idle workers
-polling during the same time are included, as in production.
+sequential runs (stateless; `--kind thread`: a new thread, then a run on it) and prints each
+statement's calls and execution time per run, then each Redis command's calls per run (from
+INFO commandstats, so anything else using the machine's Redis at the same time is counted
+too). Statements and commands of idle workers polling during the same time are included, as
+in production.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def redis_commands() -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
-    parser.add_argument("--kind", choices=["wait", "stream", "background", "thread"], default="wait")
+    kinds = ["wait", "stream", "background", "thread"]
+    parser.add_argument("--kind", choices=kinds, default="wait")
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args(argv)
     m = Measurement()

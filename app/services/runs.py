@@ -283,6 +283,7 @@ async def _create(
                 c,
                 thread_id,
                 graph_id,
+                assistant["assistant_id"],
                 req,
                 stateless,
                 fresh,
@@ -332,6 +333,7 @@ async def _insert_in_transaction(
     c: Container,
     thread_id: str,
     graph_id: str,
+    assistant_id: str,
     req: RunRequest,
     stateless: bool,
     fresh: bool,
@@ -350,11 +352,35 @@ async def _insert_in_transaction(
         thread = (
             None if fresh else await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)
         )
+        thread_metadata = (
+            None
+            if thread is None
+            else {
+                **(thread["metadata"] or {}),
+                "graph_id": graph_id,
+                "assistant_id": assistant_id,
+            }
+        )
         if thread is None:
             if not stateless and req.if_not_exists != "create":
                 raise NotFound(f"Thread with ID {thread_id} not found")
             thread = await Threads.insert(conn, new_thread())
             fresh = True
+        elif c.db.is_postgres and (
+            run := await Runs.insert_on_locked_thread(
+                conn,
+                run_row(thread),
+                run_row(thread, claimed=True) if claim else None,
+                enqueue=req.multitask_strategy == "enqueue",
+                thread_metadata=thread_metadata,
+            )
+        ):
+            # Nothing in flight, or queued behind it: no strategy to apply, thread updated.
+            if idempotency_key:
+                await idempotency.remember(
+                    conn, idempotency_key, run["run_id"], c.settings.IDEMPOTENCY_KEY_TTL_SECS
+                )
+            return run, cancelled, ended_pending
         else:
             inflight = await Runs.inflight_for_thread(conn, thread_id)
             claim = claim and not inflight
@@ -373,12 +399,7 @@ async def _insert_in_transaction(
                     cancelled = asked
         run = await Runs.insert(conn, run_row(thread, claimed=claim))
         if not fresh:
-            metadata = {
-                **(thread["metadata"] or {}),
-                "graph_id": graph_id,
-                "assistant_id": run["assistant_id"],
-            }
-            await Threads.set_fields(conn, thread_id, status="busy", metadata=metadata)
+            await Threads.set_fields(conn, thread_id, status="busy", metadata=thread_metadata)
         if idempotency_key:
             await idempotency.remember(
                 conn, idempotency_key, run["run_id"], c.settings.IDEMPOTENCY_KEY_TTL_SECS

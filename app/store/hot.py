@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table
+from sqlalchemy.dialects import postgresql
 
 from app import serde
 from app.store.tables import runs, threads
@@ -186,3 +187,72 @@ def insert_thread_and_run(
     if assistant is not None:
         args += [assistant.key, assistant.prefer, assistant.version, assistant.updated_at]
     return sql, args
+
+
+@functools.cache
+def _cast(table: Table, column: str) -> str:
+    """The column's Postgres type, for a parameter whose type no VALUES list gives."""
+    return table.c[column].type.compile(dialect=postgresql.dialect())
+
+
+def _selected(columns: tuple[str, ...], first: int) -> tuple[str, str]:
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f"${first + i}::{_cast(runs, c)}" for i, c in enumerate(columns))
+    return names, values
+
+
+@functools.cache
+def _locked_thread_sql(queued: tuple[str, ...], claimed: tuple[str, ...] | None) -> str:
+    # $1 thread id, $2 whether to queue behind runs in flight, $3 and $4 the thread's new
+    # metadata and update time; then the queued run's values, then the claimed run's.
+    names, values = _selected(queued, 5)
+    queue_when = "busy.inflight AND $2::boolean" if claimed else "NOT busy.inflight OR $2::boolean"
+    parts = [
+        """busy AS (
+            SELECT EXISTS (
+                SELECT 1 FROM runs WHERE thread_id = $1 AND status IN ('pending', 'running')
+            ) AS inflight
+        )""",
+        f"queued AS (INSERT INTO runs ({names}) SELECT {values} FROM busy"
+        f" WHERE {queue_when} RETURNING *)",
+    ]
+    inserted = "SELECT * FROM queued"
+    if claimed:
+        names, values = _selected(claimed, 5 + len(queued))
+        parts.append(
+            f"claimed AS (INSERT INTO runs ({names}) SELECT {values} FROM busy"
+            " WHERE NOT busy.inflight RETURNING *)"
+        )
+        inserted += " UNION ALL SELECT * FROM claimed"
+    parts += [
+        f"new_run AS ({inserted})",
+        """touched AS (
+            UPDATE threads SET status = 'busy', metadata = $3::jsonb, updated_at = $4
+            WHERE thread_id = $1 AND EXISTS (SELECT 1 FROM new_run)
+        )""",
+    ]
+    return "WITH " + ",\n".join(parts) + "\nSELECT * FROM new_run"
+
+
+def insert_on_locked_thread(
+    thread_id: str,
+    queued: Row,
+    claimed: Row | None,
+    *,
+    enqueue: bool,
+    metadata: dict[str, Any],
+    updated_at: datetime,
+) -> tuple[str, list[Any]]:
+    """A run on an existing thread whose lock the transaction holds, with the thread's update:
+    one statement after the lock (which has to come first: in READ COMMITTED a statement
+    reads with the snapshot it started with, and would not see a run committed by the lock's
+    holder while it waited). Inserts `claimed` if nothing of the thread is in flight, else
+    `queued` if `enqueue` (else nothing: the caller applies the multitask strategy); with no
+    `claimed`, `queued` in either case. Its SQL and arguments."""
+    queued_columns, queued_args = _params(runs, queued)
+    args = [thread_id, enqueue, json_param(metadata), updated_at, *queued_args]
+    claimed_columns = None
+    if claimed is not None:
+        claimed_columns, claimed_args = _params(runs, claimed)
+        args += claimed_args
+    return _locked_thread_sql(queued_columns, claimed_columns), args

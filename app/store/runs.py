@@ -80,6 +80,31 @@ class Runs:
         return _row(result.mappings().one())
 
     @staticmethod
+    async def insert_on_locked_thread(
+        conn: AsyncConnection,
+        queued: Row,
+        claimed: Row | None,
+        *,
+        enqueue: bool,
+        thread_metadata: dict[str, Any],
+    ) -> Row | None:
+        """Postgres, in the transaction that holds the run's thread's lock: the in-flight
+        check, the run (`claimed` if nothing of the thread is in flight, else `queued` if
+        `enqueue`) and the thread's update, in one statement instead of three. None, and
+        nothing written, if runs are in flight and the strategy is not `enqueue`."""
+        sql, args = hot.insert_on_locked_thread(
+            queued["thread_id"],
+            queued,
+            claimed,
+            enqueue=enqueue,
+            metadata=thread_metadata,
+            updated_at=utcnow(),
+        )
+        driver = (await conn.get_raw_connection()).driver_connection
+        record = await driver.fetchrow(sql, *args)
+        return dict(record) if record is not None else None
+
+    @staticmethod
     async def inflight_for_thread(conn: AsyncConnection, thread_id: str) -> list[Row]:
         result = await conn.execute(
             select(runs)

@@ -221,6 +221,31 @@ async def test_multitask_reject_and_enqueue(client) -> None:
     assert state["values"]["count"] == 22  # second continued from the first's state
 
 
+async def test_concurrent_runs_on_one_thread(client) -> None:
+    """Creates racing for one thread: under `reject` one run is taken and the rest refused;
+    under `enqueue` all are taken and all run."""
+    tid = (await client.threads.create())["thread_id"]
+
+    async def create(strategy: str) -> dict | None:
+        try:
+            return await client.runs.create(
+                tid, "counter", input={"steps": 2, "delay": 0.05}, multitask_strategy=strategy
+            )
+        except ConflictError:
+            return None
+
+    taken = [r for r in await asyncio.gather(*(create("reject") for _ in range(8))) if r]
+    assert len(taken) == 1
+    await client.runs.join(tid, taken[0]["run_id"])
+    queued = await asyncio.gather(*(create("enqueue") for _ in range(6)))
+    for run in queued:
+        await client.runs.join(tid, run["run_id"])
+    rows = [await client.runs.get(tid, r["run_id"]) for r in queued]
+    assert {r["status"] for r in rows} == {"success"}
+    assert len(await client.runs.list(tid, limit=100)) == 7
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+
 async def test_multitask_interrupt(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]

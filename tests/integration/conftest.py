@@ -41,3 +41,12 @@ async def clean_db(db: Database) -> Database:
         await conn.execute(delete(runs))
         await conn.execute(delete(threads))
     return db
+
+
+@pytest.fixture(scope="module")
+async def pg(own_pg_uri: str) -> AsyncIterator[Database]:
+    """Postgres alone, for what only Postgres does (its one-statement inserts)."""
+    database = Database(Settings(DATABASE_URI=own_pg_uri).sqlalchemy_url, pool_size=2)
+    await database.migrate()
+    yield database
+    await database.dispose()

@@ -4,25 +4,13 @@ and the run only while the assistant's key still resolves to that assistant, unc
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from app.settings import Settings
 from app.store.assistants import Assistants
 from app.store.db import Database, utcnow
 from app.store.hot import AssistantGuard
 from app.store.runs import Runs
 from app.store.threads import Threads
-
-
-@pytest.fixture(scope="module")
-async def pg(own_pg_uri: str) -> AsyncIterator[Database]:
-    database = Database(Settings(DATABASE_URI=own_pg_uri).sqlalchemy_url, pool_size=2)
-    await database.migrate()
-    yield database
-    await database.dispose()
 
 
 async def _assistant(store: Assistants, graph_id: str, assistant_id: str | None = None) -> Any:

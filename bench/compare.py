@@ -12,8 +12,8 @@ the server's CPU over the client's for the same batch: the client's work is the 
 sides, so it measures the machine's speed at that moment.
 
 Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
-(`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events), each
-16 at a time.
+(`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events),
+`thread` (a new thread, then two `runs.wait` on it), each 16 at a time.
 """
 
 from __future__ import annotations
@@ -65,7 +65,22 @@ async def _stream(sdk: object, m: Measurement) -> None:
     tally.verify(m, output=emit_output(value, EVENTS))
 
 
-LOADS: dict[str, Load] = {"wait": _wait, "background": _background, "stream": _stream}
+async def _thread(sdk: object, m: Measurement) -> None:
+    value = token()
+    runs, threads = sdk.runs, sdk.threads  # type: ignore[attr-defined]
+    thread = await threads.create()
+    for _ in range(2):  # the second run finds the thread's checkpoint
+        out = await runs.wait(thread["thread_id"], "one", input={"token": value})
+        if out != one_output(value):
+            m.fail(f"runs.wait on a thread answered {str(out)[:200]}")
+
+
+LOADS: dict[str, Load] = {
+    "wait": _wait,
+    "background": _background,
+    "stream": _stream,
+    "thread": _thread,
+}
 
 
 @dataclass

@@ -23,7 +23,7 @@ from app.services import assistants as assistant_service
 from app.services.errors import Conflict, NotFound, ServiceError
 from app.store import idempotency
 from app.store.db import Database, utcnow
-from app.store.hot import AssistantGuard
+from app.store.hot import AssistantChanged, AssistantGuard
 from app.store.runs import Runs
 from app.store.tables import TERMINAL_RUN_STATUSES
 from app.store.threads import Threads
@@ -133,7 +133,7 @@ async def create(
     try:
         try:
             return await _create(c, thread_id, req, stateless, idempotency_key)
-        except _AssistantChanged:
+        except AssistantChanged:
             c.assistants.forget(req.assistant_id)
             return await _create(c, thread_id, req, stateless, idempotency_key, remembered=False)
     except IntegrityError:
@@ -160,10 +160,6 @@ async def _check_capacity(c: Container) -> None:
         )
 
 
-class _AssistantChanged(Exception):
-    """The remembered assistant a run was built from has changed: build it again."""
-
-
 async def _create(
     c: Container,
     thread_id: str | None,
@@ -173,12 +169,13 @@ async def _create(
     *,
     remembered: bool = True,
 ) -> Row:
-    # The one-statement insert below (a new thread, no idempotency key; Postgres) checks the
-    # assistant itself, so the run can be built from the one this process resolved last time
-    # instead of reading it first; if it has changed, nothing is written and the run is built
-    # again from a fresh read.
-    direct = thread_id is None and not idempotency_key and c.db.is_postgres
-    assistant = c.assistants.remembered(req.assistant_id) if direct and remembered else None
+    # The inserts below that check the assistant themselves (Postgres: a new thread without
+    # an idempotency key, or a thread that exists) let the run be built from the assistant
+    # this process resolved last time instead of reading it first; if it has changed,
+    # nothing is written (AssistantChanged) and the run is built again from a fresh read.
+    # Any other path the run takes refuses a remembered assistant the same way.
+    checked = c.db.is_postgres and (thread_id is not None or not idempotency_key)
+    assistant = c.assistants.remembered(req.assistant_id) if checked and remembered else None
     guard = None
     if assistant is not None:
         guard = AssistantGuard(
@@ -189,7 +186,7 @@ async def _create(
         )
     else:
         assistant = await assistant_service.get(c, req.assistant_id)
-        if direct:
+        if checked:
             c.assistants.remember(req.assistant_id, assistant)
     graph_id = assistant["graph_id"]
     if graph_id not in c.registry:
@@ -276,8 +273,6 @@ async def _create(
             run = await c.runs.insert_with_thread(
                 thread, run_row(thread, claimed=handoff is not None), guard
             )
-            if run is None:
-                raise _AssistantChanged
         else:
             run, cancelled, ended_pending = await _insert_in_transaction(
                 c,
@@ -291,6 +286,7 @@ async def _create(
                 new_thread,
                 run_row,
                 claim=handoff is not None,
+                guard=guard,
             )
     except BaseException:
         if handoff is not None:
@@ -342,6 +338,7 @@ async def _insert_in_transaction(
     run_row: Callable[..., Row],
     *,
     claim: bool,
+    guard: AssistantGuard | None,
 ) -> tuple[Row, list[Row], int]:
     """The run, with its thread's lock, multitask strategy and idempotency key, in one
     transaction. Returns it, the running runs it asked to stop, and how many pending runs it
@@ -362,6 +359,8 @@ async def _insert_in_transaction(
             }
         )
         if thread is None:
+            if guard is not None:  # the statements below do not check it
+                raise AssistantChanged
             if not stateless and req.if_not_exists != "create":
                 raise NotFound(f"Thread with ID {thread_id} not found")
             thread = await Threads.insert(conn, new_thread())
@@ -373,6 +372,7 @@ async def _insert_in_transaction(
                 run_row(thread, claimed=True) if claim else None,
                 enqueue=req.multitask_strategy == "enqueue",
                 thread_metadata=thread_metadata,
+                assistant=guard,
             )
         ):
             # Nothing in flight, or queued behind it: no strategy to apply, thread updated.
@@ -382,6 +382,8 @@ async def _insert_in_transaction(
                 )
             return run, cancelled, ended_pending
         else:
+            if guard is not None:  # the statements below do not check it
+                raise AssistantChanged
             inflight = await Runs.inflight_for_thread(conn, thread_id)
             claim = claim and not inflight
             if inflight:

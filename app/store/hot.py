@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql
 
@@ -23,6 +24,11 @@ from app import serde
 from app.store.tables import runs, threads
 
 Row = dict[str, Any]
+
+
+class AssistantChanged(Exception):
+    """The remembered assistant a guarded insert was built from is no longer what its key
+    resolves to: nothing was written; build the run again from a fresh read."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,31 @@ def _params(table: Table, row: Row) -> tuple[tuple[str, ...], list[Any]]:
     return columns, [json_param(row[c]) if c in json_columns else row[c] for c in columns]
 
 
+def _guarded(value: str, first: int) -> str:
+    """The assistant the run was built from, remembered from an earlier run (`value`), if
+    the key still resolves to it unchanged (same version and updated_at; the guard's four
+    values are parameters `first` on); else NULL, which the column refuses: nothing is
+    written, and the caller raises AssistantChanged."""
+    return (
+        f"(SELECT g.assistant_id FROM ({_resolve_assistant(f'${first}', f'${first + 1}')}) g"
+        f" WHERE g.assistant_id = {value} AND g.version = ${first + 2}"
+        f" AND g.updated_at = ${first + 3})"
+    )
+
+
+def _guard_args(assistant: AssistantGuard) -> list[Any]:
+    return [assistant.key, assistant.prefer, assistant.version, assistant.updated_at]
+
+
+def refused(error: Exception, assistant: AssistantGuard | None) -> bool:
+    """Whether a statement failed because its assistant guard found the assistant changed."""
+    return (
+        assistant is not None
+        and isinstance(error, asyncpg.NotNullViolationError)
+        and error.column_name == "assistant_id"
+    )
+
+
 @functools.cache
 def _insert_pair_sql(
     thread_columns: tuple[str, ...], run_columns: tuple[str, ...], guarded: bool
@@ -159,16 +190,8 @@ def _insert_pair_sql(
     names = ", ".join(f'"{c}"' for c in run_columns)
     values = [f"${i + shift}" for i in range(1, len(run_columns) + 1)]
     if guarded:
-        # The assistant the run was built from, remembered from an earlier run, goes in only
-        # if the key still resolves to it unchanged (same version and updated_at); else NULL,
-        # which the column refuses, and nothing is written.
-        n = shift + len(run_columns)
         at = run_columns.index("assistant_id")
-        values[at] = (
-            f"(SELECT g.assistant_id FROM ({_resolve_assistant(f'${n + 1}', f'${n + 2}')}) g"
-            f" WHERE g.assistant_id = {values[at]} AND g.version = ${n + 3}"
-            f" AND g.updated_at = ${n + 4})"
-        )
+        values[at] = _guarded(values[at], shift + len(run_columns) + 1)
     return (
         f"WITH new_thread AS ({thread_sql}) "
         f"INSERT INTO runs ({names}) VALUES ({', '.join(values)}) RETURNING *"
@@ -185,7 +208,7 @@ def insert_thread_and_run(
     sql = _insert_pair_sql(thread_columns, run_columns, assistant is not None)
     args = thread_args + run_args
     if assistant is not None:
-        args += [assistant.key, assistant.prefer, assistant.version, assistant.updated_at]
+        args += _guard_args(assistant)
     return sql, args
 
 
@@ -195,17 +218,23 @@ def _cast(table: Table, column: str) -> str:
     return table.c[column].type.compile(dialect=postgresql.dialect())
 
 
-def _selected(columns: tuple[str, ...], first: int) -> tuple[str, str]:
+def _selected(columns: tuple[str, ...], first: int, guard: int | None) -> tuple[str, str]:
     names = ", ".join(f'"{c}"' for c in columns)
-    values = ", ".join(f"${first + i}::{_cast(runs, c)}" for i, c in enumerate(columns))
-    return names, values
+    values = [f"${first + i}::{_cast(runs, c)}" for i, c in enumerate(columns)]
+    if guard is not None:
+        at = columns.index("assistant_id")
+        values[at] = _guarded(values[at], guard)
+    return names, ", ".join(values)
 
 
 @functools.cache
-def _locked_thread_sql(queued: tuple[str, ...], claimed: tuple[str, ...] | None) -> str:
+def _locked_thread_sql(
+    queued: tuple[str, ...], claimed: tuple[str, ...] | None, guarded: bool
+) -> str:
     # $1 thread id, $2 whether to queue behind runs in flight, $3 and $4 the thread's new
-    # metadata and update time; then the queued run's values, then the claimed run's.
-    names, values = _selected(queued, 5)
+    # metadata and update time; then the queued run's values, the claimed run's, the guard's.
+    guard = 5 + len(queued) + len(claimed or ()) if guarded else None
+    names, values = _selected(queued, 5, guard)
     queue_when = "busy.inflight AND $2::boolean" if claimed else "NOT busy.inflight OR $2::boolean"
     parts = [
         """busy AS (
@@ -218,7 +247,7 @@ def _locked_thread_sql(queued: tuple[str, ...], claimed: tuple[str, ...] | None)
     ]
     inserted = "SELECT * FROM queued"
     if claimed:
-        names, values = _selected(claimed, 5 + len(queued))
+        names, values = _selected(claimed, 5 + len(queued), guard)
         parts.append(
             f"claimed AS (INSERT INTO runs ({names}) SELECT {values} FROM busy"
             " WHERE NOT busy.inflight RETURNING *)"
@@ -242,17 +271,22 @@ def insert_on_locked_thread(
     enqueue: bool,
     metadata: dict[str, Any],
     updated_at: datetime,
+    assistant: AssistantGuard | None = None,
 ) -> tuple[str, list[Any]]:
     """A run on an existing thread whose lock the transaction holds, with the thread's update:
     one statement after the lock (which has to come first: in READ COMMITTED a statement
     reads with the snapshot it started with, and would not see a run committed by the lock's
     holder while it waited). Inserts `claimed` if nothing of the thread is in flight, else
     `queued` if `enqueue` (else nothing: the caller applies the multitask strategy); with no
-    `claimed`, `queued` in either case. Its SQL and arguments."""
+    `claimed`, `queued` in either case. With `assistant`, only if the assistant is unchanged.
+    Its SQL and arguments."""
     queued_columns, queued_args = _params(runs, queued)
     args = [thread_id, enqueue, json_param(metadata), updated_at, *queued_args]
     claimed_columns = None
     if claimed is not None:
         claimed_columns, claimed_args = _params(runs, claimed)
         args += claimed_args
-    return _locked_thread_sql(queued_columns, claimed_columns), args
+    if assistant is not None:
+        args += _guard_args(assistant)
+    sql = _locked_thread_sql(queued_columns, claimed_columns, assistant is not None)
+    return sql, args

@@ -87,11 +87,14 @@ class Runs:
         *,
         enqueue: bool,
         thread_metadata: dict[str, Any],
+        assistant: hot.AssistantGuard | None = None,
     ) -> Row | None:
         """Postgres, in the transaction that holds the run's thread's lock: the in-flight
         check, the run (`claimed` if nothing of the thread is in flight, else `queued` if
         `enqueue`) and the thread's update, in one statement instead of three. None, and
-        nothing written, if runs are in flight and the strategy is not `enqueue`."""
+        nothing written, if runs are in flight and the strategy is not `enqueue`. With
+        `assistant`, AssistantChanged if the run's assistant has changed (the transaction is
+        then aborted)."""
         sql, args = hot.insert_on_locked_thread(
             queued["thread_id"],
             queued,
@@ -99,9 +102,15 @@ class Runs:
             enqueue=enqueue,
             metadata=thread_metadata,
             updated_at=utcnow(),
+            assistant=assistant,
         )
         driver = (await conn.get_raw_connection()).driver_connection
-        record = await driver.fetchrow(sql, *args)
+        try:
+            record = await driver.fetchrow(sql, *args)
+        except asyncpg.NotNullViolationError as error:
+            if hot.refused(error, assistant):
+                raise hot.AssistantChanged from error
+            raise
         return dict(record) if record is not None else None
 
     @staticmethod
@@ -143,19 +152,19 @@ class Runs:
 
     async def insert_with_thread(
         self, thread_row: Row, run_row: Row, assistant: hot.AssistantGuard | None = None
-    ) -> Row | None:
+    ) -> Row:
         """A new thread and its first run in one statement (Postgres: a data-modifying CTE),
         committed as it runs: one round trip instead of four. With `assistant` (Postgres
-        only), None and nothing written if the run's assistant is no longer what it was."""
+        only), AssistantChanged and nothing written if the run's assistant has changed."""
         if self.db.is_postgres:
             sql, args = hot.insert_thread_and_run(thread_row, run_row, assistant)
             try:
                 async with self.db.raw() as con:
                     return dict(await con.fetchrow(sql, *args))
             except asyncpg.NotNullViolationError as error:
-                if assistant is None or error.column_name != "assistant_id":
-                    raise
-                return None
+                if hot.refused(error, assistant):
+                    raise hot.AssistantChanged from error
+                raise
         assert assistant is None, "the assistant guard is a Postgres statement"
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)

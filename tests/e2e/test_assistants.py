@@ -415,8 +415,14 @@ async def test_runs_use_the_version_in_use(client: Any, made: list[str]) -> None
         )
     )["assistant_id"]
 
+    thread_id = (await client.threads.create())["thread_id"]
+    on_thread = False
+
     async def seen(**run: Any) -> dict[str, Any]:
-        return await client.runs.wait(None, aid, input={}, **run)
+        # Stateless and thread runs take their assistant by different inserts: both checked.
+        nonlocal on_thread
+        on_thread = not on_thread
+        return await client.runs.wait(thread_id if on_thread else None, aid, input={}, **run)
 
     # Several runs, so that each server process has built one from this version (and, in
     # Postgres, remembers it: the runs after the update must not be built from it).

@@ -75,6 +75,9 @@ async def test_sigterm_hands_unfinished_runs_back() -> None:
                         await asyncio.sleep(0.05)
             for r in long_runs:
                 await client.runs.cancel(r["thread_id"], r["run_id"], wait=True)
+        except Exception as exc:
+            # A server that went away says why only in its log.
+            raise AssertionError(f"{exc!r}; the second server's log:\n{second.log()}") from exc
         finally:
             second.cleanup()
 

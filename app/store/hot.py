@@ -11,7 +11,9 @@ hand back Python objects); SQL NULL stands for None.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,13 +174,24 @@ def _guard_args(assistant: AssistantGuard) -> list[Any]:
     return [assistant.key, assistant.prefer, assistant.version, assistant.updated_at]
 
 
-def refused(error: Exception, assistant: AssistantGuard | None) -> bool:
-    """Whether a statement failed because its assistant guard found the assistant changed."""
-    return (
-        assistant is not None
-        and isinstance(error, asyncpg.NotNullViolationError)
-        and error.column_name == "assistant_id"
-    )
+def _guard_assistant(columns: tuple[str, ...], values: list[str], first: int | None) -> None:
+    """Put the guard (its values from parameter `first` on) in place of the run's
+    assistant_id value; nothing if there is no guard."""
+    if first is not None:
+        at = columns.index("assistant_id")
+        values[at] = _guarded(values[at], first)
+
+
+@contextlib.contextmanager
+def changed_assistant_refused(assistant: AssistantGuard | None) -> Iterator[None]:
+    """Around a guarded statement: its refusal (the NULL the guard put in the NOT NULL
+    assistant_id column) raised as AssistantChanged; any other error as it is."""
+    try:
+        yield
+    except asyncpg.NotNullViolationError as error:
+        if assistant is not None and error.column_name == "assistant_id":
+            raise AssistantChanged from error
+        raise
 
 
 @functools.cache
@@ -189,9 +202,7 @@ def _insert_pair_sql(
     shift = len(thread_columns)
     names = ", ".join(f'"{c}"' for c in run_columns)
     values = [f"${i + shift}" for i in range(1, len(run_columns) + 1)]
-    if guarded:
-        at = run_columns.index("assistant_id")
-        values[at] = _guarded(values[at], shift + len(run_columns) + 1)
+    _guard_assistant(run_columns, values, shift + len(run_columns) + 1 if guarded else None)
     return (
         f"WITH new_thread AS ({thread_sql}) "
         f"INSERT INTO runs ({names}) VALUES ({', '.join(values)}) RETURNING *"
@@ -221,9 +232,7 @@ def _cast(table: Table, column: str) -> str:
 def _selected(columns: tuple[str, ...], first: int, guard: int | None) -> tuple[str, str]:
     names = ", ".join(f'"{c}"' for c in columns)
     values = [f"${first + i}::{_cast(runs, c)}" for i, c in enumerate(columns)]
-    if guard is not None:
-        at = columns.index("assistant_id")
-        values[at] = _guarded(values[at], guard)
+    _guard_assistant(columns, values, guard)
     return names, ", ".join(values)
 
 

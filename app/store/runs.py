@@ -105,12 +105,8 @@ class Runs:
             assistant=assistant,
         )
         driver = (await conn.get_raw_connection()).driver_connection
-        try:
+        with hot.changed_assistant_refused(assistant):
             record = await driver.fetchrow(sql, *args)
-        except asyncpg.NotNullViolationError as error:
-            if hot.refused(error, assistant):
-                raise hot.AssistantChanged from error
-            raise
         return dict(record) if record is not None else None
 
     @staticmethod
@@ -158,13 +154,9 @@ class Runs:
         only), AssistantChanged and nothing written if the run's assistant has changed."""
         if self.db.is_postgres:
             sql, args = hot.insert_thread_and_run(thread_row, run_row, assistant)
-            try:
+            with hot.changed_assistant_refused(assistant):
                 async with self.db.raw() as con:
                     return dict(await con.fetchrow(sql, *args))
-            except asyncpg.NotNullViolationError as error:
-                if hot.refused(error, assistant):
-                    raise hot.AssistantChanged from error
-                raise
         assert assistant is None, "the assistant guard is a Postgres statement"
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)

@@ -14,6 +14,7 @@ from app.store.db import Database, utcnow
 from app.store.hot import AssistantChanged, AssistantGuard
 from app.store.runs import Runs
 from app.store.threads import Threads
+from tests.integration.rows import pending_run
 
 
 async def _assistant(store: Assistants, graph_id: str, assistant_id: str | None = None) -> Any:
@@ -48,18 +49,8 @@ def path(request: pytest.FixtureRequest) -> str:
 async def _insert(pg: Database, row: Any, guard: AssistantGuard, path: str) -> tuple[Any, bool]:
     """The run inserted (or None when the guard refused it), and whether anything of it was
     written (its thread made, or the existing thread touched)."""
-    thread_id, now = str(uuid.uuid4()), utcnow()
-    run = {
-        "run_id": str(uuid.uuid4()),
-        "thread_id": thread_id,
-        "assistant_id": row["assistant_id"],
-        "created_at": now,
-        "updated_at": now,
-        "status": "pending",
-        "metadata": {},
-        "kwargs": {},
-        "multitask_strategy": "enqueue",
-    }
+    thread_id = str(uuid.uuid4())
+    run = pending_run(thread_id, assistant_id=row["assistant_id"])
     threads = Threads(pg)
     try:
         if path == "new thread":

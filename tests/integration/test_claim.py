@@ -14,29 +14,16 @@ from app.store.db import Database, utcnow
 from app.store.runs import Runs
 from app.store.tables import runs
 from app.store.threads import Threads
+from tests.integration.rows import pending_run
 
 
 async def _add_run(db: Database, thread_id: str, *, create_thread: bool = True) -> str:
-    run_id = str(uuid.uuid4())
-    now = utcnow()
+    row = pending_run(thread_id)
     async with db.begin() as conn:
         if create_thread and await Threads.get_for_update(conn, thread_id, lock=False) is None:
             await Threads.insert(conn, Threads.new_row(thread_id))
-        await Runs.insert(
-            conn,
-            {
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "assistant_id": str(uuid.uuid4()),
-                "created_at": now,
-                "updated_at": now,
-                "status": "pending",
-                "metadata": {},
-                "kwargs": {},
-                "multitask_strategy": "enqueue",
-            },
-        )
-    return run_id
+        await Runs.insert(conn, row)
+    return row["run_id"]
 
 
 async def test_claims_oldest_first_and_marks_running(clean_db: Database) -> None:

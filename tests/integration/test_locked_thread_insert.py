@@ -9,6 +9,7 @@ from typing import Any
 from app.store.db import Database, utcnow
 from app.store.runs import Runs
 from app.store.threads import Threads
+from tests.integration.rows import pending_run
 
 
 async def _thread(pg: Database) -> str:
@@ -19,22 +20,15 @@ async def _thread(pg: Database) -> str:
 
 
 def _run(thread_id: str, *, claimed: bool = False) -> dict[str, Any]:
-    now = utcnow()
-    row: dict[str, Any] = {
-        "run_id": str(uuid.uuid4()),
-        "thread_id": thread_id,
-        "assistant_id": str(uuid.uuid4()),
-        "created_at": now,
-        "updated_at": now,
-        "status": "pending",
-        "metadata": {"m": 1},
-        "kwargs": {"input": {"x": 1}},
-        "multitask_strategy": "enqueue",
-        "priority": 0,
-        "not_before": None,
-    }
+    row = pending_run(
+        thread_id,
+        metadata={"m": 1},
+        kwargs={"input": {"x": 1}},
+        priority=0,
+        not_before=None,
+    )
     if claimed:
-        row.update(status="running", attempt=1, claims=1, lease_owner="me", started_at=now)
+        row.update(status="running", attempt=1, claims=1, lease_owner="me", started_at=utcnow())
     return row
 
 

@@ -23,7 +23,7 @@ from app.services import thread_state as state_service
 from app.services import threads as service
 from app.services.errors import Invalid
 from app.stream.sse import sse_response
-from app.stream.thread_relay import THREAD_STREAM_MODES, thread_frames
+from app.stream.thread_relay import THREAD_STREAM_MODES, start_of, thread_frames
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -188,7 +188,8 @@ async def stream(
     modes = {m for m in stream_mode if m} or {"run_modes"}
     if unknown := modes - THREAD_STREAM_MODES:
         raise Invalid(f"unknown stream_mode {sorted(unknown)}; use {sorted(THREAD_STREAM_MODES)}")
-    return sse_response(thread_frames(c, str(thread_id), modes, last_event_id))
+    start = await start_of(c, str(thread_id), last_event_id)
+    return sse_response(thread_frames(c, str(thread_id), modes, start))
 
 
 def _uuid(value: str) -> uuid.UUID:

@@ -230,23 +230,14 @@ class Runs:
 
     async def thread_cursor(self, thread_id: str) -> int:
         """Where a new follower of a thread starts: before its oldest run in flight, or after
-        its newest run when none is."""
+        its newest run when none is. One statement, so both are read from one snapshot: read
+        one after the other, a run created in between would be neither in flight nor ahead."""
+        inflight = func.min(runs.c.seq).filter(runs.c.status.in_(INFLIGHT)) - 1
+        query = select(func.coalesce(inflight, func.max(runs.c.seq), 0)).where(
+            runs.c.thread_id == thread_id
+        )
         async with self.db.read() as conn:
-            inflight = (
-                await conn.execute(
-                    select(func.min(runs.c.seq)).where(
-                        runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT)
-                    )
-                )
-            ).scalar()
-            if inflight is not None:
-                return int(inflight) - 1
-            newest = (
-                await conn.execute(
-                    select(func.max(runs.c.seq)).where(runs.c.thread_id == thread_id)
-                )
-            ).scalar()
-        return int(newest or 0)
+            return int((await conn.execute(query)).scalar_one())
 
     async def list_for_thread(
         self, thread_id: str, *, limit: int, offset: int, status: str | None

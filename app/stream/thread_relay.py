@@ -30,6 +30,20 @@ def parse_cursor(last_event_id: str | None) -> tuple[int, int] | None:
         return None
 
 
+async def start_of(c: Container, thread_id: str, last_event_id: str | None) -> tuple[int, int]:
+    """(run number, event number) a follower goes on after. Taken before the response starts,
+    so that a client holding the response headers knows every run created since will reach it.
+    """
+    cursor = parse_cursor(last_event_id)
+    if cursor is None:
+        return await c.runs.thread_cursor(thread_id), 0
+    # Resume inside the run last seen, unless its end was seen already.
+    after_run, after_event = cursor
+    if after_event >= DONE_SEQ:
+        return after_run, 0
+    return after_run - 1, after_event
+
+
 def _wanted(event_name: str, modes: set[str]) -> bool:
     if "run_modes" in modes:
         return True
@@ -39,18 +53,9 @@ def _wanted(event_name: str, modes: set[str]) -> bool:
 
 
 async def thread_frames(
-    c: Container, thread_id: str, modes: set[str], last_event_id: str | None
+    c: Container, thread_id: str, modes: set[str], start: tuple[int, int]
 ) -> AsyncIterator[bytes]:
-    cursor = parse_cursor(last_event_id)
-    if cursor is None:
-        after_run, after_event = await c.runs.thread_cursor(thread_id), 0
-    else:
-        # Resume inside the run last seen, unless its end was seen already.
-        after_run, after_event = cursor
-        if after_event >= DONE_SEQ:
-            after_event = 0
-        else:
-            after_run -= 1
+    after_run, after_event = start
     while True:
         run = await c.runs.next_on_thread(thread_id, after_run)
         if run is None:

@@ -270,10 +270,22 @@ async def test_thread_ttl_deletes_an_idle_thread(quick_sweep: Server) -> None:
     assert (await client.threads.get(kept["thread_id"]))["thread_id"] == kept["thread_id"]
 
 
-async def _collect(client, tid: str, n_runs: int, **kwargs) -> list:
-    """A thread stream's events until `n_runs` runs are done."""
+async def _collect(
+    client, tid: str, n_runs: int, attached: asyncio.Event | None = None, **kwargs
+) -> list:
+    """A thread stream's events until `n_runs` runs are done. `attached` is set once the
+    response has started: from then on, every run created reaches this follower."""
     seen, done = [], 0
-    async for part in await client.threads.join_stream(tid, **kwargs):
+    if attached is None:
+        parts = await client.threads.join_stream(tid, **kwargs)
+    else:  # what join_stream does, with a hook on the response
+        parts = client.http.stream(
+            f"/threads/{tid}/stream",
+            "GET",
+            params={"stream_mode": "run_modes"},
+            on_response=lambda _: attached.set(),
+        )
+    async for part in parts:
         seen.append(part)
         if part.event == "metadata" and part.data.get("status") == "run_done":
             done += 1
@@ -284,7 +296,9 @@ async def _collect(client, tid: str, n_runs: int, **kwargs) -> list:
 
 async def test_thread_stream_follows_every_run_and_resumes(client) -> None:
     tid = (await client.threads.create())["thread_id"]
-    listener = asyncio.create_task(_collect(client, tid, 2))
+    attached = asyncio.Event()
+    listener = asyncio.create_task(_collect(client, tid, 2, attached))
+    await asyncio.wait_for(attached.wait(), 30)
     first = await client.runs.create(
         tid, "counter", input={"steps": 2, "delay": 0.05}, stream_mode=["values", "custom"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ class Checkpoints:
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
             self._pool = await open_pool(self._postgres_uri, self._pool_size)
-            self.saver = AsyncPostgresSaver(self._pool)
+            saver = AsyncPostgresSaver(self._pool)
+            # The saver holds one lock around every statement, which a single shared
+            # connection needs and a pool does not (langgraph issue 7259): with it, every run
+            # of the process waited for every other run's checkpoint writes, one at a time.
+            # As many at once as the pool has connections.
+            saver.lock = asyncio.Semaphore(self._pool_size)  # type: ignore[assignment]
+            self.saver = saver
         else:
             import aiosqlite
             from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver

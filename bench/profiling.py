@@ -54,6 +54,12 @@ FALLBACKS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def py_spy() -> str | None:
+    """The py-spy executable, on PATH or next to this Python's; None when not installed."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 class Profiler:
     def __init__(self, out_dir: Path, label: str) -> None:
         self.out_dir = out_dir
@@ -62,7 +68,8 @@ class Profiler:
 
     @contextlib.contextmanager
     def recording(self, pids: list[int]) -> Iterator[None]:
-        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        exe = py_spy()
+        assert exe is not None, "checked by the caller"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         procs: list[subprocess.Popen[bytes]] = []
         try:

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from bench.machine import machine_facts
 from bench.measure import Measurement
-from bench.profiling import Profiler
+from bench.profiling import Profiler, py_spy
 from bench.report import ScenarioResult, document, failed, header, summarize, table
 from bench.scenarios import SCENARIOS, Context, Scenario, select
 from bench.servers import REFERENCE, REFERENCE_ENV, SHAPES, Stack, open_stack
@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.profile and py_spy() is None:
+        parser.error("--profile needs py-spy: pip install py-spy (make bench-profile does)")
     args.only = [n.strip() for item in args.only or [] for n in item.split(",") if n.strip()]
     try:
         args.scenarios = select(args.only)

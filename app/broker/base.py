@@ -65,6 +65,11 @@ class Subscription:
         return self._events.popleft() if self._events else None
 
 
+def cancel_message(run_id: str, action: str) -> dict[str, Any]:
+    """The control message that stops a run wherever it executes."""
+    return {"type": "cancel", "run_id": run_id, "action": action}
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.agents.executor import normalize_stream_modes
 from app.agents.registry import default_assistant_id
 from app.broker import Broker
-from app.broker.base import END, SEQ_PER_ATTEMPT
+from app.broker.base import END, SEQ_PER_ATTEMPT, cancel_message
 from app.broker.wakeups import Handoff
 from app.container import Container
 from app.observability import metrics
@@ -295,9 +295,7 @@ async def _create(
     metrics.RUNS_CREATED.inc()
     metrics.RUNS_FINISHED.labels("interrupted").inc(ended_pending)
     for r in cancelled:
-        await c.broker.send_control(
-            {"type": "cancel", "run_id": r["run_id"], "action": req.multitask_strategy}
-        )
+        await c.broker.send_control(cancel_message(r["run_id"], req.multitask_strategy))
     if run["status"] == "running" and handoff is not None:
         await _hand_over(c, handoff, run)
     else:
@@ -506,7 +504,19 @@ async def cancel(
     c: Container, thread_id: str | None, run_id: str, *, wait: bool, action: str
 ) -> Row | None:
     """Stop the run; with `wait`, return its row once it ended (otherwise None)."""
-    row = await get(c, thread_id, run_id)
+    # Told before it is read: a worker executing it stops it meanwhile, and only if it is the
+    # run of this thread (the read checks the rest: a run that ended or another thread's is
+    # answered 404 and, not executing anywhere, was not touched). The checked message below
+    # still goes out, for a worker that claims it at this moment.
+    told = asyncio.ensure_future(
+        c.broker.send_control(
+            {**cancel_message(run_id, action), "thread_id": thread_id, "unchecked": True}
+        )
+    )
+    try:
+        row = await get(c, thread_id, run_id)
+    finally:
+        await told
     await stop_run(c.db, c.broker, row, action)
     if wait:
         return await wait_terminal(c, run_id)
@@ -524,7 +534,7 @@ async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:
             "No matching runs to cancel. Please verify the thread ID and run IDs are correct, "
             "and the runs haven't been deleted or completed."
         )
-    message = {"type": "cancel", "run_id": run_id, "action": action}
+    message = cancel_message(run_id, action)
     sent = None
     if row["status"] == "running":
         # Its worker hears the message while Postgres records the request (for a worker that

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from app import serde
+from app.broker.base import cancel_message
 from app.container import Container
 from app.services.errors import Conflict, NotFound
 from app.store.db import utcnow
@@ -93,9 +94,7 @@ async def delete(c: Container, thread_id: str) -> None:
     row = await get(c, thread_id)
     inflight = await c.runs.list_for_thread(thread_id, limit=1000, offset=0, status="running")
     for run in inflight:
-        await c.broker.send_control(
-            {"type": "cancel", "run_id": run["run_id"], "action": "interrupt"}
-        )
+        await c.broker.send_control(cancel_message(run["run_id"], "interrupt"))
     if not await c.threads.delete(row["thread_id"]):
         raise NotFound(f"Thread with ID {thread_id} not found")
     await c.checkpoints.delete_thread(thread_id)

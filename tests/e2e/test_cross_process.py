@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
 
 from tests.support import Server
 
@@ -52,6 +53,35 @@ async def test_cancel_from_another_process_stops_the_run_within_a_second(
     elapsed = time.monotonic() - started
     assert (await executor.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     assert elapsed < 1.0, elapsed
+
+
+async def test_a_cancel_naming_another_thread_stops_nothing(
+    api_only: Server, production: Server
+) -> None:
+    """The cancel's control message goes out before the run is read; the worker applies it
+    only to the run of the thread named."""
+    executor = get_client(url=production.url)
+    canceller = get_client(url=api_only.url)
+    tid = (await executor.threads.create())["thread_id"]
+    other = (await executor.threads.create())["thread_id"]
+    run = await executor.runs.create(
+        tid, "sleeper", input={"steps": 10_000, "delay": 0.01}, stream_mode=["custom"]
+    )
+    await _wait_running(executor, tid, run["run_id"])
+    with pytest.raises(NotFoundError):
+        await canceller.runs.cancel(other, run["run_id"])
+    # Sent before the 404 answered; the run goes on well past its arrival (30 ticks, 0.3 s).
+    ticks = 0
+    async with asyncio.timeout(15):
+        async for part in executor.runs.join_stream(tid, run["run_id"], stream_mode="custom"):
+            if part.event == "custom":
+                ticks += 1
+                if ticks == 30:
+                    break
+    assert ticks == 30
+    assert (await executor.runs.get(tid, run["run_id"]))["status"] == "running"
+    await canceller.runs.cancel(tid, run["run_id"], wait=True)
+    assert (await executor.runs.get(tid, run["run_id"]))["status"] == "interrupted"
 
 
 async def test_join_stream_of_a_run_executing_elsewhere(

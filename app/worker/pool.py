@@ -426,13 +426,11 @@ class WorkerPool:
         run_id = str(message.get("run_id", ""))
         action = message.get("action") or "interrupt"
         active = self._active.get(run_id)
-        if message.get("unchecked"):
+        if message.get("unchecked") and (
+            active is None or message.get("thread_id") not in (None, active.run["thread_id"])
+        ):
             # Sent before the API read the run: it applies to a run executing here on the
             # thread named, and to nothing else (the checked message follows).
-            thread_id = message.get("thread_id")
-            if active is not None and thread_id in (None, active.run["thread_id"]):
-                if active.cancel_action is None:
-                    self._cancel(active, action)
             return
         if active is not None:
             if active.cancel_action is None:

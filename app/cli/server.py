@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import (
@@ -75,37 +73,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each Gunicorn worker listens on a socket of its own (SO_REUSEPORT), and Linux spreads new
-# connections over them evenly. On one shared socket, the worker woken first accepts every
-# connection waiting: a client opening 16 connections at once had all 16 in one worker in 4 of
-# 6 tries, whose runs beyond its N_JOBS_PER_WORKER then went to the other worker's queue and
-# came back through Redis. Other systems accept SO_REUSEPORT without spreading connections.
-BALANCED_ACCEPT = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
-
-
-def port_taken(host: str, port: int) -> str | None:
-    """Why host:port cannot be listened on, or None. Checked before the workers bind it with
-    SO_REUSEPORT, which would otherwise share the port with another server of the same user
-    instead of failing."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        return f"cannot listen on {host}:{port}: {exc}"
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        # As Gunicorn binds: SO_REUSEADDR lets a port in TIME_WAIT go, not one listened on.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-    return None
-
-
 def gunicorn_options(args: argparse.Namespace, grace_secs: float, log_level: str) -> dict[str, Any]:
     return {
         "bind": f"{args.host}:{args.port}",
-        "reuse_port": BALANCED_ACCEPT,
         "workers": args.workers,
         "worker_class": "uvicorn.workers.UvicornWorker",
         # Room for the drain (BG_JOB_SHUTDOWN_GRACE_SECS) and the hand-back after it.
@@ -128,8 +98,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_config()
     settings = load_settings()
     problem = serve_preflight(args.workers, settings.REDIS_URI, settings.DATABASE_URI)
-    if problem is None and BALANCED_ACCEPT:
-        problem = port_taken(args.host, args.port)
     if problem:
         fail(problem)
     options = gunicorn_options(args, settings.BG_JOB_SHUTDOWN_GRACE_SECS, settings.LOG_LEVEL)

@@ -55,16 +55,6 @@ def _multiprocess_values() -> None:
         )
 
 
-def when_ready(server: Any) -> None:
-    """With a socket per worker, the master binds none, and its own "Listening at" line names
-    nothing: say where the workers listen."""
-    if server.cfg.reuse_port:
-        server.log.info(
-            "Listening at: %s, one socket per worker (SO_REUSEPORT)",
-            ",".join(f"http://{address}" for address in server.cfg.bind),
-        )
-
-
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: its live gauges (running runs, stream clients) no longer count."""
     from prometheus_client import multiprocess
@@ -93,7 +83,6 @@ def server_options(*, json_logs: bool) -> dict[str, Any]:
     """What `runyard serve` adds to its Gunicorn options."""
     options: dict[str, Any] = {
         "on_starting": on_starting,
-        "when_ready": when_ready,
         "child_exit": child_exit,
         "on_exit": on_exit,
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -129,19 +128,6 @@ def test_doctor_and_migrate_on_postgres_and_redis(tmp_path: Path) -> None:
         several = runyard(no_redis, "doctor", "--config", str(GRAPHS), "--workers", "3")
         assert several.returncode != 0
         assert "needs REDIS_URI" in line_of(several.stdout, "FAIL  processes")
-
-
-def test_serve_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
-    """Workers bind with SO_REUSEPORT, which would share the port with another server of
-    the same user: `serve` checks first that nothing listens there."""
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        port = other.getsockname()[1]
-        env = cli_env(RUNYARD_DATA_DIR=str(tmp_path))
-        out = runyard(env, "serve", "--config", str(GRAPHS), "--workers", "1", "--port", str(port))
-    assert out.returncode != 0
-    assert f"cannot listen on 127.0.0.1:{port}" in out.stdout + out.stderr
 
 
 def test_doctor_gives_up_on_unreachable_services(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from sqlalchemy import create_engine, text
 
 from app.cli.common import settings_errors, table
 from app.cli.doctor import _migrations_check, _prefix_usage, _redact
-from app.cli.server import port_taken
 from app.settings import Settings
 from app.store.schema import SchemaState, schema_state
 
@@ -73,13 +71,3 @@ def test_redis_uri_passwords_are_hidden() -> None:
 def test_prefix_usage() -> None:
     assert "not in use yet" in _prefix_usage("runyard:", 0, 0)
     assert "2 server processes connected now, 5 keys" in _prefix_usage("runyard:", 2, 5)
-
-
-def test_a_port_listened_on_is_reported_taken() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        listener.listen()
-        problem = port_taken("127.0.0.1", port)
-    assert problem is not None and f"127.0.0.1:{port}" in problem
-    assert port_taken("127.0.0.1", port) is None

@@ -207,6 +207,10 @@ def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
 
 
 def _ping_if_idle(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    if record.driver_connection.is_closed():
+        # The server closed it while it sat in the pool (a terminated backend, a restart),
+        # and the driver has seen it: replace it without a round trip.
+        raise exc.DisconnectionError("connection closed while idle in the pool")
     idle_since = record.info.get("checked_in_at")
     if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECS:
         return

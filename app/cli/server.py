@@ -77,7 +77,7 @@ def gunicorn_options(args: argparse.Namespace, grace_secs: float, log_level: str
     return {
         "bind": f"{args.host}:{args.port}",
         "workers": args.workers,
-        "worker_class": "uvicorn.workers.UvicornWorker",
+        "worker_class": "app.cli.worker.RunyardWorker",
         # Room for the drain (BG_JOB_SHUTDOWN_GRACE_SECS) and the hand-back after it.
         "graceful_timeout": int(grace_secs) + 10,
         "timeout": 120,
@@ -92,6 +92,7 @@ def gunicorn_options(args: argparse.Namespace, grace_secs: float, log_level: str
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from app.cli import worker as spreading
     from app.observability import gunicorn_hooks
 
     apply_config_path(args.config)
@@ -103,6 +104,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = gunicorn_options(args, settings.BG_JOB_SHUTDOWN_GRACE_SECS, settings.LOG_LEVEL)
     # Metrics in multi-process mode (a fresh shared directory), JSON lines if LOG_JSON.
     options.update(gunicorn_hooks.server_options(json_logs=settings.LOG_JSON))
+    metrics_child_exit = options["child_exit"]
+
+    def child_exit(server: Any, worker: Any) -> None:
+        spreading.child_exit(server, worker)
+        metrics_child_exit(server, worker)
+
+    # Each worker's share of the connections, for spreading them (app/cli/worker.py).
+    options.update(pre_fork=spreading.pre_fork, child_exit=child_exit)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

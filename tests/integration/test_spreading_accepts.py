@@ -1,0 +1,129 @@
+"""Workers sharing one listening socket: a worker holding more connections than a sibling that
+accepts leaves a new connection to it, and takes it itself when the sibling does not."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from app.cli import worker as spreading
+from app.cli.worker import NOT_ACCEPTING, SHARES, SpreadingServer
+
+
+class _State:
+    def __init__(self) -> None:
+        self.connections: set[asyncio.Protocol] = set()
+
+
+class _Recorder(asyncio.Protocol):
+    """Stands in for Uvicorn's protocol: registers itself in its server's set of connections."""
+
+    def __init__(self, state: _State) -> None:
+        self.server_state = state
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.server_state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    sock = socket.create_server(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[asyncio.StreamWriter]]:
+    writers: list[asyncio.StreamWriter] = []
+    yield writers
+    for writer in writers:
+        writer.close()
+
+
+class _Worker:
+    def __init__(self, listener: socket.socket, slot: int) -> None:
+        self.state = _State()
+        self.server = SpreadingServer(
+            asyncio.get_running_loop(), lambda: _Recorder(self.state), listener.dup(), slot
+        )
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        self.server.sockets[0].close()
+
+
+async def _connect(listener: socket.socket, clients: list[asyncio.StreamWriter]) -> None:
+    _, writer = await asyncio.open_connection(*listener.getsockname())
+    clients.append(writer)
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"not {what} within 10 s"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_worker_with_more_connections_leaves_a_new_one_to_its_sibling(
+    listener: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    busy = _Worker(listener, slot=60)
+    try:
+        for _ in range(3):
+            await _connect(listener, clients)
+        await _until(lambda: len(busy.state.connections) == 3, "three accepted")
+        idle = _Worker(listener, slot=61)
+        try:
+            await _connect(listener, clients)
+            await _until(lambda: len(idle.state.connections) == 1, "the sibling accepted")
+            assert len(busy.state.connections) == 3
+        finally:
+            await idle.close()
+    finally:
+        await busy.close()
+
+
+async def test_a_sibling_that_does_not_accept_costs_a_delay_not_the_connection(
+    listener: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    stuck_slot = 62
+    SHARES.publish(stuck_slot, 0)  # claims fewer connections, never accepts
+    busy = _Worker(listener, slot=60)
+    try:
+        for _ in range(3):
+            await _connect(listener, clients)
+        await _until(lambda: len(busy.state.connections) == 3, "accepted despite the sibling")
+    finally:
+        SHARES.publish(stuck_slot, NOT_ACCEPTING)
+        await busy.close()
+
+
+async def test_a_closed_server_no_longer_counts_as_accepting(listener: socket.socket) -> None:
+    worker = _Worker(listener, slot=60)  # accepting, holding no connection
+    assert SHARES.fewer_elsewhere(61, 1)
+    await worker.close()
+    assert not SHARES.fewer_elsewhere(61, 1)
+
+
+def test_slots_are_assigned_afresh_and_freed_when_a_worker_exits() -> None:
+    class Worker:
+        accept_slot: int | None = None
+
+    shares = spreading.AcceptShares(slots=2)
+    first, second, third = Worker(), Worker(), Worker()
+    shares.assign(first, [])
+    shares.assign(second, [first])
+    shares.assign(third, [first, second])
+    assert (first.accept_slot, second.accept_slot, third.accept_slot) == (0, 1, None)
+    shares.publish(0, 5)
+    shares.release(first)
+    assert not shares.fewer_elsewhere(1, 6)
+    shares.assign(third, [second])
+    assert third.accept_slot == 0

@@ -118,7 +118,7 @@ def _stream(c: Container, run: dict[str, Any], req: RunRequest, stateless: bool)
 
 
 async def _wait(c: Container, run: dict[str, Any], stateless: bool) -> JSON:
-    final = await service.wait_terminal(c, run["run_id"], just_created=True)
+    final = await service.wait_terminal(c, run["run_id"], seen_running=True)
     body = service.wait_output(final) if final is not None else {}
     return JSON(body, headers=_location(run, stateless, "join"))
 

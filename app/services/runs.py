@@ -440,28 +440,30 @@ async def list_for_thread(
 
 
 async def wait_terminal(
-    c: Container, run_id: str, timeout: float | None = None, *, just_created: bool = False
+    c: Container, run_id: str, timeout: float | None = None, *, seen_running: bool = False
 ) -> Row | None:
     """Block until the run is terminal (or gone: None). A run executing in this process is
     settled by its worker; any other is woken by the run's end event, and Postgres is re-read
     every JOIN_POLL_SECS so it also returns with Redis down.
-    `just_created`: the run was created by this request, so it has hardly begun."""
+    `seen_running`: the caller created the run or read its row a moment ago, and it was not
+    over: its end is then looked for in the replay log, not in Postgres, before waiting."""
     async with asyncio.timeout(timeout):
         here = c.outcomes.local(run_id)
         if here is not None:
             row = await asyncio.shield(here)
             if row is not None:
                 return row
-            just_created = False  # it went on elsewhere
-        return await _wait_elsewhere(c, run_id, just_created)
+            seen_running = False  # it went on elsewhere
+        return await _wait_elsewhere(c, run_id, seen_running)
 
 
-async def _wait_elsewhere(c: Container, run_id: str, just_created: bool) -> Row | None:
+async def _wait_elsewhere(c: Container, run_id: str, seen_running: bool) -> Row | None:
     sub = await c.broker.subscribe(run_id)
     try:
-        # A run this request just created is not over unless its end is logged already;
-        # the replay log is cheaper to ask than the row.
-        read_row = not just_created or any(e.event == END for e in await c.broker.replay(run_id, 0))
+        # A run seen running a moment ago is not over unless its end is logged already (the
+        # end is logged before it is published, and this subscription now hears it); the
+        # replay log is cheaper to ask than the row.
+        read_row = not seen_running or any(e.event == END for e in await c.broker.replay(run_id, 0))
         # With Redis down the end of a run on another process is only seen in Postgres:
         # look soon, then less often, so short runs are not held up a whole poll.
         pause = FALLBACK_FIRST_POLL_SECS
@@ -487,7 +489,7 @@ async def join(c: Container, thread_id: str | None, run_id: str) -> Row:
     row = await get(c, thread_id, run_id)
     if row["status"] in TERMINAL_RUN_STATUSES:
         return row
-    row = await wait_terminal(c, run_id)
+    row = await wait_terminal(c, run_id, seen_running=True)
     if row is None:
         raise NotFound(f"Run {run_id} not found")
     return row

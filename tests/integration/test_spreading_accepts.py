@@ -127,3 +127,43 @@ def test_slots_are_assigned_afresh_and_freed_when_a_worker_exits() -> None:
     assert not shares.fewer_elsewhere(1, 6)
     shares.assign(third, [second])
     assert third.accept_slot == 0
+
+
+def test_the_worker_loop_is_uvicorns_own_with_spreading_accepts() -> None:
+    import uvloop
+
+    from app.cli.worker import spreading_loop
+
+    loop_class = spreading_loop(uvloop.new_event_loop, 3)
+    assert issubclass(loop_class, uvloop.Loop)  # type: ignore[arg-type]
+    assert loop_class.accept_slot == 3  # type: ignore[attr-defined]
+    assert issubclass(spreading_loop(asyncio.SelectorEventLoop, 0), asyncio.SelectorEventLoop)  # type: ignore[arg-type]
+    assert issubclass(spreading_loop(None, 0), asyncio.SelectorEventLoop)  # type: ignore[arg-type]
+
+    def custom() -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    assert spreading_loop(custom, 0) is custom
+
+
+def test_only_a_server_on_an_inherited_socket_spreads(listener: socket.socket) -> None:
+    from app.cli.worker import spreading_loop
+
+    loop = spreading_loop(asyncio.SelectorEventLoop, 63)()
+
+    async def servers() -> tuple[object, object]:
+        own = await loop.create_server(asyncio.Protocol, host="127.0.0.1", port=0)
+        inherited = await loop.create_server(asyncio.Protocol, sock=listener.dup())
+        for server in (own, inherited):
+            server.close()
+            await server.wait_closed()
+        inherited.sockets[0].close()
+        return own, inherited
+
+    try:
+        own, inherited = loop.run_until_complete(servers())
+    finally:
+        loop.close()
+    assert isinstance(own, asyncio.Server)
+    assert isinstance(inherited, SpreadingServer)
+    assert not SHARES.fewer_elsewhere(62, 1)  # closed: slot 63 no longer accepting

@@ -37,6 +37,9 @@ DEFER_SECS = 0.005
 # asyncio's own accept loop does.
 _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 RESOURCE_PAUSE_SECS = 1.0
+# Any other failure to accept is logged and accepting goes on after this pause: a worker
+# whose accept loop died would go on answering Gunicorn's heartbeat and serve no one.
+ERROR_PAUSE_SECS = 0.1
 NOT_ACCEPTING = -1
 
 
@@ -157,12 +160,16 @@ class SpreadingServer:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 continue  # a sibling took it, or the client gave up
             except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRORS:
-                    raise
-                log.error("cannot accept connections: %s; pausing %.0f s", exc, RESOURCE_PAUSE_SECS)
-                await asyncio.sleep(RESOURCE_PAUSE_SECS)
+                pause = RESOURCE_PAUSE_SECS if exc.errno in _RESOURCE_ERRORS else ERROR_PAUSE_SECS
+                log.error("cannot accept a connection: %s; pausing %.1f s", exc, pause)
+                await asyncio.sleep(pause)
                 continue
-            await self._serve(conn)
+            try:
+                await self._serve(conn)
+            except Exception:
+                log.exception("a connection could not be set up")
+                with contextlib.suppress(OSError):
+                    conn.close()
             self._publish()
 
     async def _serve(self, conn: socket.socket) -> None:

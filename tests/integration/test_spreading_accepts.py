@@ -4,6 +4,8 @@ accepts leaves a new connection to it, and takes it itself when the sibling does
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -167,3 +169,31 @@ def test_only_a_server_on_an_inherited_socket_spreads(listener: socket.socket) -
     assert isinstance(own, asyncio.Server)
     assert isinstance(inherited, SpreadingServer)
     assert not SHARES.fewer_elsewhere(62, 1)  # closed: slot 63 no longer accepting
+
+
+class _FailingOnce(socket.socket):
+    """A listening socket whose first accept fails as no client could make it fail."""
+
+    failed = False
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EPROTO, "protocol error")
+        return super().accept()
+
+
+async def test_a_failed_accept_is_logged_and_accepting_goes_on(
+    listener: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    sock = _FailingOnce(fileno=os.dup(listener.fileno()))
+    state = _State()
+    server = SpreadingServer(asyncio.get_running_loop(), lambda: _Recorder(state), sock, None)
+    try:
+        await _connect(listener, clients)
+        await _until(lambda: len(state.connections) == 1, "accepted after the failure")
+        assert sock.failed
+    finally:
+        server.close()
+        await server.wait_closed()
+        sock.close()

@@ -171,10 +171,35 @@ async def sample(c: Container) -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition of every process (multi-process mode) or of this one."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
-
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_ReadableFiles(path))
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# A metrics file holds at least its 8-byte header once its process has set it up.
+_HEADER_BYTES = 8
+
+
+class _ReadableFiles:
+    """prometheus_client's multi-process collection, without the files a process is still
+    creating: the library creates a file empty and sizes it after (client_python issue 1199),
+    and one empty file fails the whole scrape (a 500 while a replaced worker boots)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for name in os.listdir(self.path):
+            if not name.endswith(".db"):
+                continue
+            full = os.path.join(self.path, name)
+            with contextlib.suppress(OSError):  # removed meanwhile (a dead worker's gauges)
+                if os.path.getsize(full) >= _HEADER_BYTES:
+                    files.append(full)
+        return MultiProcessCollector.merge(files, accumulate=True)

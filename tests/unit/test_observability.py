@@ -144,6 +144,21 @@ def test_the_gunicorn_master_does_not_load_prometheus_client() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
+def test_a_metrics_file_still_being_created_does_not_fail_the_scrape(tmp_path: Path) -> None:
+    """prometheus_client creates a worker's file empty and sizes it after; a scrape meanwhile
+    read it and failed as a whole (a 500 from /metrics while a replaced worker booted)."""
+    code = (
+        "from pathlib import Path; import os, sys; "
+        "from app.observability import metrics; "
+        "metrics.RUNS_CREATED.inc(); "
+        "Path(os.environ['PROMETHEUS_MULTIPROC_DIR'], 'counter_999999.db').touch(); "
+        "body, _ = metrics.render(); "
+        "assert b'runyard_runs_created_total 1.0' in body, body"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2], env=env)
+
+
 async def _status(guard: ApiKeyGuard, path: str, headers: list | None = None) -> int:
     sent: list[dict[str, Any]] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -12,9 +13,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,6 +26,8 @@ PG_PORT = int(os.environ.get("RUNYARD_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("RUNYARD_TEST_PG_USER", "postgres")
 REDIS_URL = os.environ.get("RUNYARD_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BIN = Path(sys.executable).parent
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -76,6 +79,25 @@ def production_env(database_uri: str, prefix: str, **settings: str) -> dict[str,
         "REDIS_KEY_PREFIX": prefix,
         **settings,
     }
+
+
+async def until(
+    check: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    what: str,
+    timeout: float = 30,
+    every: float = 0.1,
+) -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
 
 
 def wait_http(url: str, deadline: float, proc: subprocess.Popen | None = None) -> None:

@@ -6,13 +6,11 @@ polls for the run. Every cron a test makes is deleted when it ends: the servers 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -24,11 +22,10 @@ from sqlalchemy import create_engine, select, update
 
 from app.store.filters import json_contains
 from app.store.tables import crons, runs
-from tests.support import Server
+from tests.support import Server, until
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 EVERY_MINUTE = "* * * * *"
 
 
@@ -134,24 +131,6 @@ async def _crons(url: str) -> AsyncIterator[Crons]:
 async def cr(server: Server) -> AsyncIterator[Crons]:
     async with _crons(server.url) as made:
         yield made
-
-
-async def until(
-    check: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
-    what: str,
-    timeout: float = 30,
-) -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _tag() -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,7 +18,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
-from tests.support import Server
+from tests.support import Server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def client(server: Server):
     return get_client(url=server.url)
-
-
-async def _until(check, what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_after_seconds_delays_the_start(client) -> None:
@@ -107,7 +96,7 @@ async def test_webhook_posts_the_finished_run_with_retries(client, receiver: _Re
         tid, "counter", input={"steps": 2}, webhook=receiver.url, metadata={"why": "hook"}
     )
     await client.runs.join(tid, run["run_id"])
-    await _until(lambda: asyncio.sleep(0, receiver.bodies), "the webhook", timeout=30)
+    await until(lambda: asyncio.sleep(0, receiver.bodies), "the webhook", timeout=30)
     [body] = receiver.bodies
     assert receiver.attempts == 3  # two 503s, then delivered
     assert body["run_id"] == run["run_id"] and body["thread_id"] == tid
@@ -120,7 +109,7 @@ async def test_webhook_of_a_failed_run_carries_the_error(client) -> None:
     try:
         out = await client.runs.wait(None, "boom", input={}, webhook=hook.url, raise_error=False)
         assert "__error__" in out
-        await _until(lambda: asyncio.sleep(0, hook.bodies), "the webhook", timeout=30)
+        await until(lambda: asyncio.sleep(0, hook.bodies), "the webhook", timeout=30)
         assert hook.bodies[0]["status"] == "error"
         assert "on purpose" in hook.bodies[0]["error"]
     finally:
@@ -148,7 +137,7 @@ async def test_bulk_cancel_by_ids_thread_and_status(client) -> None:
     queued = await client.runs.create(tid, "sleeper", input=long, multitask_strategy="enqueue")
     await client.runs.cancel_many(thread_id=tid)
     for r in (running, queued):
-        final = await _until(
+        final = await until(
             lambda r=r: _terminal(client, tid, r["run_id"]), "cancelled runs", timeout=20
         )
         assert final["status"] == "interrupted"
@@ -156,7 +145,7 @@ async def test_bulk_cancel_by_ids_thread_and_status(client) -> None:
     tid2 = (await client.threads.create())["thread_id"]
     one = await client.runs.create(tid2, "sleeper", input=long)
     await client.runs.cancel_many(run_ids=[one["run_id"]], action="interrupt")
-    final = await _until(lambda: _terminal(client, tid2, one["run_id"]), "cancel by id")
+    final = await until(lambda: _terminal(client, tid2, one["run_id"]), "cancel by id", timeout=20)
     assert final["status"] == "interrupted"
 
     with pytest.raises(NotFoundError):
@@ -203,7 +192,7 @@ async def test_if_not_exists_and_on_completion(client) -> None:
             return True
         return False
 
-    await _until(deleted, "the temporary thread to go")
+    await until(deleted, "the temporary thread to go", timeout=20)
 
 
 async def test_on_disconnect_cancel_stops_the_run(server: Server, client) -> None:
@@ -220,7 +209,7 @@ async def test_on_disconnect_cancel_stops_the_run(server: Server, client) -> Non
                 if '"tick"' in line:
                     break
     runs = await client.runs.list(tid)
-    final = await _until(lambda: _terminal(client, tid, runs[0]["run_id"]), "the cancel")
+    final = await until(lambda: _terminal(client, tid, runs[0]["run_id"]), "the cancel", timeout=20)
     assert final["status"] == "interrupted"
 
 

@@ -4,7 +4,6 @@ already saw closed is replaced without one."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import text
 from app.settings import Settings
 from app.store import db as db_module
 from app.store.db import Database
+from tests.support import until
 
 
 @pytest.fixture
@@ -52,10 +52,7 @@ async def _driver_connection(database: Database) -> Any:
 async def _until_driver_sees_close(driver: Any) -> None:
     """The server's FATAL message and its closing of the socket reach the driver in separate
     reads: a statement sent between them fails on a protocol state, not as a disconnect."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while not driver.is_closed():
-        assert asyncio.get_running_loop().time() < deadline, "driver never saw the close"
-        await asyncio.sleep(0.01)
+    await until(driver.is_closed, "the driver to see the close", timeout=10, every=0.01)
 
 
 async def _terminate(own_pg_uri: str, pid: int) -> None:

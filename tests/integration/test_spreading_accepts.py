@@ -7,12 +7,13 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from app.cli import worker as spreading
 from app.cli.worker import NOT_ACCEPTING, SHARES, SpreadingServer
+from tests.support import until
 
 
 class _State:
@@ -66,13 +67,6 @@ async def _connect(listener: socket.socket, clients: list[asyncio.StreamWriter])
     clients.append(writer)
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"not {what} within 10 s"
-        await asyncio.sleep(0.005)
-
-
 async def test_a_worker_with_more_connections_leaves_a_new_one_to_its_sibling(
     listener: socket.socket, clients: list[asyncio.StreamWriter]
 ) -> None:
@@ -80,11 +74,13 @@ async def test_a_worker_with_more_connections_leaves_a_new_one_to_its_sibling(
     try:
         for _ in range(3):
             await _connect(listener, clients)
-        await _until(lambda: len(busy.state.connections) == 3, "three accepted")
+        await until(lambda: len(busy.state.connections) == 3, "three accepted", timeout=10)
         idle = _Worker(listener, slot=61)
         try:
             await _connect(listener, clients)
-            await _until(lambda: len(idle.state.connections) == 1, "the sibling accepted")
+            await until(
+                lambda: len(idle.state.connections) == 1, "the sibling accepted", timeout=10
+            )
             assert len(busy.state.connections) == 3
         finally:
             await idle.close()
@@ -101,7 +97,9 @@ async def test_a_sibling_that_does_not_accept_costs_a_delay_not_the_connection(
     try:
         for _ in range(3):
             await _connect(listener, clients)
-        await _until(lambda: len(busy.state.connections) == 3, "accepted despite the sibling")
+        await until(
+            lambda: len(busy.state.connections) == 3, "accepted despite the sibling", timeout=10
+        )
     finally:
         SHARES.publish(stuck_slot, NOT_ACCEPTING)
         await busy.close()
@@ -191,7 +189,7 @@ async def test_a_failed_accept_is_logged_and_accepting_goes_on(
     server = SpreadingServer(asyncio.get_running_loop(), lambda: _Recorder(state), sock, None)
     try:
         await _connect(listener, clients)
-        await _until(lambda: len(state.connections) == 1, "accepted after the failure")
+        await until(lambda: len(state.connections) == 1, "accepted after the failure", timeout=10)
         assert sock.failed
     finally:
         server.close()

@@ -166,22 +166,19 @@ class SpreadingServer:
                 continue
             try:
                 await self._serve(conn)
-            except Exception:
-                log.exception("a connection could not be set up")
+            except Exception as exc:
+                if isinstance(exc, OSError):  # the client reset it as it was accepted
+                    log.debug("connection lost as it was accepted: %s", exc)
+                else:
+                    log.exception("a connection could not be set up")
                 with contextlib.suppress(OSError):
                     conn.close()
             self._publish()
 
     async def _serve(self, conn: socket.socket) -> None:
-        try:
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
-        except OSError as exc:  # reset before its transport was made
-            log.debug("connection lost as it was accepted: %s", exc)
-            with contextlib.suppress(OSError):
-                conn.close()
-            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
         if not self._connections:
             state = getattr(protocol, "server_state", None)
             self._connections = getattr(state, "connections", ())

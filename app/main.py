@@ -25,7 +25,7 @@ from app.services.errors import ServiceError
 from app.settings import Settings
 from app.store.checkpoint import Checkpoints
 from app.store.db import Database
-from app.store.longterm import LongTermStore, read_store_options
+from app.store.longterm import STORE_POOL_SIZE, LongTermStore, read_store_options
 from app.ui import router as ui
 from app.worker.pool import WorkerPool
 
@@ -44,16 +44,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry = GraphRegistry(project)
     registry.load()
 
-    db = Database(settings.sqlalchemy_url, pool_size=max(5, settings.N_JOBS_PER_WORKER + 5))
+    db = Database(settings.sqlalchemy_url, pool_size=settings.tables_pool_size)
     checkpoints = Checkpoints(
         postgres_uri=settings.libpq_uri,
         sqlite_path=settings.checkpoint_sqlite_path,
-        pool_size=max(5, settings.N_JOBS_PER_WORKER + 5),
+        pool_size=settings.checkpointer_pool_size,
     )
     longterm = LongTermStore(
         postgres_uri=settings.libpq_uri,
         sqlite_path=settings.store_sqlite_path,
-        pool_size=5,  # graphs' store calls are batched; API calls are short
+        pool_size=STORE_POOL_SIZE,
         options=read_store_options(project.path),
     )
     # A process (re)started while Postgres restarts waits for it: a Gunicorn worker that

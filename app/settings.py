@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         description="How often an idle process looks in Postgres for runs it was not woken "
         "for (lost wake-ups, delayed runs come due); a quarter of a second while Redis is down.",
     )
+    LANGGRAPH_POSTGRES_POOL_MAX_SIZE: int = Field(
+        default=20,
+        ge=2,
+        description="Most connections a server process opens in each of its two main Postgres "
+        "pools (Runyard's tables; LangGraph's checkpointer). Below that, the pools follow "
+        "N_JOBS_PER_WORKER.",
+    )
     DATABASE_STARTUP_WAIT_SECS: float = Field(
         default=60,
         ge=0,
@@ -132,6 +139,18 @@ class Settings(BaseSettings):
     @property
     def cors_origins(self) -> list[str]:
         return [o.strip() for o in self.CORS_ALLOW_ORIGINS.split(",") if o.strip()]
+
+    # More connections than Postgres has cores to run them gains nothing: a burst of runs
+    # opening one each (a backend forked, types introspected, statements prepared anew) cost
+    # more than the same burst queueing for a few warm ones.
+    @property
+    def tables_pool_size(self) -> int:
+        """Connections of the pool for Runyard's own tables: runs, threads, assistants."""
+        return min(3 * (self.N_JOBS_PER_WORKER + 5), self.LANGGRAPH_POSTGRES_POOL_MAX_SIZE)
+
+    @property
+    def checkpointer_pool_size(self) -> int:
+        return min(max(5, self.N_JOBS_PER_WORKER + 5), self.LANGGRAPH_POSTGRES_POOL_MAX_SIZE)
 
     @cached_property
     def data_dir(self) -> Path:

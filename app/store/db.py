@@ -50,7 +50,7 @@ class Database:
         if self.is_postgres:
             # Connections opened under load are kept, not closed after use (an overflow
             # connection costs a connect, TLS negotiation and codec set-up each time).
-            kwargs.update(pool_size=pool_size * 3, max_overflow=0)
+            kwargs.update(pool_size=pool_size, max_overflow=0)
         else:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":

@@ -26,6 +26,8 @@ log = logging.getLogger("runyard.store")
 
 # LangGraph's own fallback when a TTL config names no sweep interval.
 DEFAULT_SWEEP_MINUTES = 5
+# A server process's store pool: graphs' store calls are batched, API calls are short.
+STORE_POOL_SIZE = 5
 
 _TTL_KEYS = ("refresh_on_read", "omit_expired", "default_ttl", "sweep_interval_minutes")
 _RANGE_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}

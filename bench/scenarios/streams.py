@@ -8,6 +8,8 @@ import time
 
 from langgraph_sdk.client import LangGraphClient
 
+from app.settings import Settings
+from app.store.longterm import STORE_POOL_SIZE
 from bench.graphs import emit_input, emit_output
 from bench.measure import (
     CpuMeter,
@@ -79,11 +81,14 @@ def streams_spec(shape: str, streams: int) -> StackSpec:
     if shape != "production":  # one process
         return StackSpec(jobs_per_worker=streams)
     per_worker = math.ceil(streams / PRODUCTION_WORKERS)
-    # Room for the server's pools at this N_JOBS_PER_WORKER (app/main.py sizes them from
-    # it), which the machine's shared Postgres (100 connections) does not have.
+    # Room for the server's pools at this N_JOBS_PER_WORKER (capped by
+    # LANGGRAPH_POSTGRES_POOL_MAX_SIZE), next to the bench's own connections, which the
+    # machine's shared Postgres (100 connections, shared) may not have.
+    server = Settings(N_JOBS_PER_WORKER=per_worker)
+    per_process = server.tables_pool_size + server.checkpointer_pool_size + STORE_POOL_SIZE
     return StackSpec(
         jobs_per_worker=per_worker,
-        private_postgres=min(5000, 4 * (per_worker + 5) * PRODUCTION_WORKERS + 100),
+        private_postgres=per_process * PRODUCTION_WORKERS + 100,
     )
 
 

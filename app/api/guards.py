@@ -84,34 +84,40 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         too_large = f"Request body larger than {self.max_bytes} bytes"
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _reject(send, 413, too_large)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                return await _reject(send, 413, too_large)
+            # The HTTP parser reads no more than the declared length: nothing to count, and
+            # every message of the response (each event of a stream) goes out unwrapped.
+            return await self.app(scope, receive, send)
+        if b"transfer-encoding" not in headers:  # neither length nor chunks: no body at all
+            return await self.app(scope, receive, send)
+        # Chunked: read the body first, up to the limit, then hand it over. Counting it as the
+        # route reads it instead would raise inside the route's own body parsing, which
+        # answers 400 for any failure there.
+        parts: list[bytes] = []
         received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            parts.append(message.get("body", b""))
+            received += len(parts[-1])
+            if received > self.max_bytes:
+                return await _reject(send, 413, too_large)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(parts)
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _reject(send, 413, too_large)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)

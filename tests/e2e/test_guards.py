@@ -4,10 +4,11 @@ operator's tools for dead runs and opt-in retries."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -79,6 +80,24 @@ async def test_oversized_bodies_get_413(guarded: Server) -> None:
         big = {"assistant_id": "counter", "input": {"blob": "x" * 10_000}}
         r = await http.post("/runs", json=big, headers={"x-api-key": KEY})
         assert r.status_code == 413 and "larger than 4096" in r.json()["detail"]
+
+
+async def test_chunked_bodies_are_counted(guarded: Server) -> None:
+    """Without a Content-Length the body is counted as it arrives."""
+
+    async def chunks(body: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=guarded.url, timeout=30) as http:
+        big = json.dumps({"assistant_id": "counter", "input": {"blob": "x" * 10_000}}).encode()
+        r = await http.post("/runs", content=chunks(big), headers=headers)
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert r.status_code == 413 and "larger than 4096" in r.json()["detail"], r.text
+        small = json.dumps({"assistant_id": "counter", "input": {"steps": 1}}).encode()
+        r = await http.post("/runs", content=chunks(small), headers=headers)
+        assert r.status_code == 200, r.text
 
 
 async def test_backpressure_answers_503_with_retry_after(api_only_capped: Server) -> None:

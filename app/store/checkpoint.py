@@ -25,10 +25,10 @@ class Checkpoints:
 
     async def open(self) -> BaseCheckpointSaver:
         if self._postgres_uri:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+            from app.store.pg_saver import PostgresSaver
 
             self._pool = await open_pool(self._postgres_uri, self._pool_size)
-            saver = AsyncPostgresSaver(self._pool)
+            saver = PostgresSaver(self._pool)
             # The saver holds one lock around every statement, which a single shared
             # connection needs and a pool does not (langgraph issue 7259): with it, every run
             # of the process waited for every other run's checkpoint writes, one at a time.

@@ -7,7 +7,7 @@ listener wants them, and messages fan out to local queues. Every failure degrade
 A run executing in this process is relayed to this process's listeners directly: its events
 reach their queues as they are published, its replay is answered from memory, and its channel
 is not subscribed on Redis at all. Redis still gets every event (log and channel) for the
-other processes, in pipelines that the run does not wait for.
+other processes, in batches that the run does not wait for.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ _EXPIRE_EVERY = 64
 # A publisher waits for Redis only while this many events are queued: a fast run is not
 # slowed down to Redis's pace, a runaway one cannot fill the memory.
 _OUTBOX_HIGH_WATER = 5_000
+# The events of runs executing here wait this long for others before they go to Redis: this
+# process's listeners have them already, and the other processes get them this much later in
+# batches several times larger (one write, one script call and one reply each). A run's end,
+# and any event a publisher waits for, goes at once, with whatever is queued.
+_LINGER_SECS = 0.002
+_LINGER_MAX_EVENTS = 256
 
 
 class RedisBroker(Broker):
@@ -86,6 +92,8 @@ class RedisBroker(Broker):
         # (run, event, final, future of a publisher waiting for it to be sent, if any)
         self._outbox: list[tuple[str, Event, bool, asyncio.Future[None] | None]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._urgent = False  # something queued must not linger
+        self._lingering: asyncio.Future[None] | None = None
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -121,6 +129,7 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closing = True
+        self._hurry()
         if self._sender is not None:
             # What is queued still goes out (the runs' last events and ends).
             with contextlib.suppress(Exception):
@@ -261,11 +270,12 @@ class RedisBroker(Broker):
             sub.put(Event(-1, RESYNC, b""))
 
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
-        """Deliver to this process's listeners, and queue the event for the next pipeline.
+        """Deliver to this process's listeners, and queue the event for the next batch.
 
-        Events of all runs of this process that are published while a pipeline is in flight
-        go out together in the next one: one write and one read of Redis per batch instead
-        of per event, in the order they were published, so a run's order holds. The publisher
+        Events of all runs of this process published within a couple of milliseconds, or
+        while a batch is in flight, go out together in the next one: one write and one read
+        of Redis per batch instead of per event, in the order they were published, so a
+        run's order holds. The publisher
         of a run executing here waits for Redis only when the queue is long (backpressure);
         any other (the end of a pending run cancelled here) until its event is written."""
         local = self._local.get(run_id)
@@ -276,13 +286,33 @@ class RedisBroker(Broker):
         wait = local is None or len(self._outbox) >= _OUTBOX_HIGH_WATER
         done = asyncio.get_running_loop().create_future() if wait else None
         self._outbox.append((run_id, event, final, done))
+        if wait or final or len(self._outbox) >= _LINGER_MAX_EVENTS:
+            self._hurry()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_outbox(), name="runyard-publish")
         if done is not None:
             await asyncio.shield(done)
 
+    def _hurry(self) -> None:
+        self._urgent = True
+        if self._lingering is not None and not self._lingering.done():
+            self._lingering.set_result(None)
+
+    async def _linger(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._lingering = waiting = loop.create_future()
+        timer = loop.call_later(_LINGER_SECS, _settle, waiting)
+        try:
+            await waiting
+        finally:
+            timer.cancel()
+            self._lingering = None
+
     async def _send_outbox(self) -> None:
         while self._outbox:
+            if not self._urgent:
+                await self._linger()
+            self._urgent = False
             batch, self._outbox = self._outbox, []
             keys: dict[str, int] = {}
             args: list[Any] = [self._maxlen, self._ttl]
@@ -381,6 +411,11 @@ class RedisBroker(Broker):
     async def drop_log(self, run_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._log_key(run_id))
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _decode(payload: bytes) -> Event:

@@ -238,3 +238,39 @@ async def test_events_reach_logs_and_channels_after_redis_forgot_the_script() ->
         finally:
             await publisher.close()
             await listener.close()
+
+
+async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run executing here sends its events to Redis in batches gathered over a short
+    linger, and its end goes at once with everything queued before it."""
+    from app.broker import redis as redis_broker
+
+    monkeypatch.setattr(redis_broker, "_LINGER_SECS", 60.0)  # only the end can send them
+    with redis_prefix() as prefix:
+        here = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        elsewhere = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        await here.start()
+        await elsewhere.start()
+        calls: list[int] = []
+        script = here._append_and_publish  # type: ignore[attr-defined]
+
+        async def counted(*, keys: list, args: list) -> object:
+            calls.append((len(args) - 2) // 5)
+            return await script(keys=keys, args=args)
+
+        here._append_and_publish = counted  # type: ignore[attr-defined]
+        try:
+            sub = await elsewhere.subscribe("lingering")
+            here.claim_local("lingering", 0)
+            for seq in range(1, 6):
+                await here.publish("lingering", _event(seq))
+            await here.publish("lingering", Event(6, "end", b""), final=True)
+            got = [await sub.get(5.0) for _ in range(6)]
+            assert [e.seq for e in got if e is not None] == [1, 2, 3, 4, 5, 6]
+            assert calls == [6]  # one batch, sent when the end came
+            await elsewhere.unsubscribe(sub)
+        finally:
+            await here.close()
+            await elsewhere.close()

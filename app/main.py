@@ -19,6 +19,7 @@ from app.api import assistants, crons, metrics, runs, store, system, threads
 from app.api.guards import ApiKeyGuard, BodyLimit
 from app.broker import create_broker
 from app.container import Container
+from app.heap import tune_collector
 from app.observability import logs
 from app.services.assistants import ensure_defaults
 from app.services.errors import ServiceError
@@ -92,6 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.start()
     app.state.container = c
     app.state.pool = pool
+    tune_collector()
     log.info(
         "runyard %s ready: %d graphs, %d workers, storage=%s, broker=%s",
         __version__,

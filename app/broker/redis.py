@@ -275,9 +275,9 @@ class RedisBroker(Broker):
         Events of all runs of this process published within a couple of milliseconds, or
         while a batch is in flight, go out together in the next one: one write and one read
         of Redis per batch instead of per event, in the order they were published, so a
-        run's order holds. The publisher
-        of a run executing here waits for Redis only when the queue is long (backpressure);
-        any other (the end of a pending run cancelled here) until its event is written."""
+        run's order holds. The publisher of a run executing here waits for Redis only when
+        the queue is long (backpressure); any other (the end of a pending run cancelled
+        here) until its event is written."""
         local = self._local.get(run_id)
         if local is not None:
             local[1].append(event)

@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import psycopg_pool
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -125,6 +127,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
+    # A pool at LANGGRAPH_POSTGRES_POOL_MAX_SIZE had no connection free within its timeout:
+    # the server is overloaded, not broken, and the request can be sent again.
+    log.warning("no database connection came free in time: %s", exc)
+    return JSONResponse(
+        {"detail": "The database is busy: no connection came free in time. Retry shortly."},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     # Details go to the log, not to the client: they may hold SQL and its parameters.
     log.exception("unhandled error", exc_info=exc)
@@ -138,6 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_busy)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, _database_busy)
     app.add_exception_handler(Exception, _unexpected)
     # Routes are matched one by one in this order (a few microseconds each), so the routes
     # of every run come first. No runs route takes a crons path: where their paths could

@@ -23,8 +23,8 @@ RUNS = 40
 def _connections(uri: str) -> int:
     with psycopg.connect(uri, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         ).fetchone()
         assert row is not None
         return int(row[0])

@@ -7,13 +7,13 @@ landed in one worker in most starts, while the other sat idle and runs were hand
 through Redis. On two cores the sibling, though woken too, often has no core to run on
 before the burst is taken.
 
-Here each worker accepts one connection at a time, and publishes how many it holds in memory
-shared with the others (`AcceptShares`, set up by the Gunicorn master). A worker holding more
-than a sibling that accepts lets a new connection wait `DEFER_SECS` for that sibling before
-taking it itself: a busy, stuck or dying sibling costs a connection that delay, never the
-connection. The socket stays shared, so connections queued when a worker dies are accepted by
-another (a socket per worker, SO_REUSEPORT, spreads connections too, but resets those queued
-on a killed worker's socket).
+Here each worker accepts connections only while no sibling holds fewer, and publishes how many
+it holds in memory shared with the others (`AcceptShares`, set up by the Gunicorn master). A
+worker holding more than a sibling that accepts lets a new connection wait `DEFER_SECS` for
+that sibling before taking it itself: a busy, stuck or dying sibling costs a connection that
+delay, never the connection. The socket stays shared, so connections queued when a worker
+dies are accepted by another (a socket per worker, SO_REUSEPORT, spreads connections too, but
+resets those queued on a killed worker's socket).
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 class SpreadingServer:
     """What Uvicorn needs of an asyncio Server (close, wait_closed) over an accept loop that
-    takes one connection at a time, deferring to a sibling worker with fewer. The socket is
-    the caller's to close."""
+    takes connections while no sibling worker holds fewer, and defers to one that does. The
+    socket is the caller's to close."""
 
     def __init__(
         self,
@@ -110,6 +110,9 @@ class SpreadingServer:
         self._slot = slot
         # Uvicorn's set of this process's open connections, found on the first protocol.
         self._connections: Sized = ()
+        # Accepted, not yet handed to Uvicorn: held all the same.
+        self._opening = 0
+        self._setting_up: set[asyncio.Task[None]] = set()
         sock.setblocking(False)
         self._publish()
         self._task: asyncio.Task[None] | None = loop.create_task(self._accept_forever())
@@ -133,9 +136,15 @@ class SpreadingServer:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    def _held(self) -> int:
+        return len(self._connections) + self._opening
+
     def _publish(self) -> None:
         if self._slot is not None:
-            SHARES.publish(self._slot, len(self._connections))
+            SHARES.publish(self._slot, self._held())
+
+    def _outnumbers_a_sibling(self) -> bool:
+        return self._slot is not None and SHARES.fewer_elsewhere(self._slot, self._held())
 
     async def _readable(self) -> None:
         ready = self._loop.create_future()
@@ -151,34 +160,49 @@ class SpreadingServer:
             await self._readable()
             # Closed connections are not counted until now: a published count is never low.
             self._publish()
-            if self._slot is not None and SHARES.fewer_elsewhere(
-                self._slot, len(self._connections)
-            ):
+            if self._outnumbers_a_sibling():
                 await asyncio.sleep(DEFER_SECS)
-            try:
-                conn, _ = self._sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue  # a sibling took it, or the client gave up
-            except OSError as exc:
-                pause = RESOURCE_PAUSE_SECS if exc.errno in _RESOURCE_ERRORS else ERROR_PAUSE_SECS
-                log.error("cannot accept a connection: %s; pausing %.1f s", exc, pause)
-                await asyncio.sleep(pause)
-                continue
-            try:
-                await self._serve(conn)
-            except Exception as exc:
-                if isinstance(exc, OSError):  # the client reset it as it was accepted
-                    log.debug("connection lost as it was accepted: %s", exc)
-                else:
-                    log.exception("a connection could not be set up")
-                with contextlib.suppress(OSError):
-                    conn.close()
-            self._publish()
+            # Then whatever is waiting, for as long as no sibling holds fewer: a burst costs
+            # one wake-up of this loop, not one per connection (under load each is the
+            # length of a loop turn, milliseconds).
+            while True:
+                try:
+                    conn, _ = self._sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break  # none left: a sibling took it, or the client gave up
+                except OSError as exc:
+                    pause = (
+                        RESOURCE_PAUSE_SECS if exc.errno in _RESOURCE_ERRORS else ERROR_PAUSE_SECS
+                    )
+                    log.error("cannot accept a connection: %s; pausing %.1f s", exc, pause)
+                    await asyncio.sleep(pause)
+                    break
+                self._opening += 1
+                self._publish()
+                setting_up = self._loop.create_task(self._serve(conn))
+                self._setting_up.add(setting_up)
+                setting_up.add_done_callback(self._set_up)
+                if self._outnumbers_a_sibling():
+                    break
+
+    def _set_up(self, task: asyncio.Task[None]) -> None:
+        self._setting_up.discard(task)
+        self._opening -= 1
+        self._publish()
 
     async def _serve(self, conn: socket.socket) -> None:
-        conn.setblocking(False)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
+        try:
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
+        except Exception as exc:
+            if isinstance(exc, OSError):  # the client reset it as it was accepted
+                log.debug("connection lost as it was accepted: %s", exc)
+            else:
+                log.exception("a connection could not be set up")
+            with contextlib.suppress(OSError):
+                conn.close()
+            return
         if not self._connections:
             state = getattr(protocol, "server_state", None)
             self._connections = getattr(state, "connections", ())

@@ -105,6 +105,32 @@ async def test_a_sibling_that_does_not_accept_costs_a_delay_not_the_connection(
         await busy.close()
 
 
+async def test_a_queued_burst_is_taken_in_one_wake_up(
+    listener: socket.socket,
+    clients: list[asyncio.StreamWriter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no sibling holding fewer, every connection waiting is accepted at once: under load
+    a wake-up of the accept loop waits a whole turn of the event loop."""
+    wake_ups = 0
+    readable = SpreadingServer._readable
+
+    async def counted(self: SpreadingServer) -> None:
+        nonlocal wake_ups
+        wake_ups += 1
+        await readable(self)
+
+    monkeypatch.setattr(SpreadingServer, "_readable", counted)
+    for _ in range(10):  # queued before anyone accepts
+        await _connect(listener, clients)
+    worker = _Worker(listener, slot=60)
+    try:
+        await until(lambda: len(worker.state.connections) == 10, "ten accepted", timeout=10)
+        assert wake_ups <= 2  # the one that found them, and the one waiting for more
+    finally:
+        await worker.close()
+
+
 async def test_a_closed_server_no_longer_counts_as_accepting(listener: socket.socket) -> None:
     worker = _Worker(listener, slot=60)  # accepting, holding no connection
     assert SHARES.fewer_elsewhere(61, 1)

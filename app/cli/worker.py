@@ -130,6 +130,8 @@ class SpreadingServer:
             self._slot = None
         if self._task is not None:
             self._task.cancel()
+        for setting_up in self._setting_up:  # accepted, not yet Uvicorn's: closed with us
+            setting_up.cancel()
 
     async def wait_closed(self) -> None:
         if self._task is not None:
@@ -195,13 +197,15 @@ class SpreadingServer:
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
-        except Exception as exc:
+        except BaseException as exc:
             if isinstance(exc, OSError):  # the client reset it as it was accepted
                 log.debug("connection lost as it was accepted: %s", exc)
-            else:
+            elif isinstance(exc, Exception):
                 log.exception("a connection could not be set up")
             with contextlib.suppress(OSError):
                 conn.close()
+            if not isinstance(exc, Exception):  # cancelled: the server is closing
+                raise
             return
         if not self._connections:
             state = getattr(protocol, "server_state", None)

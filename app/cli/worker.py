@@ -160,7 +160,6 @@ class SpreadingServer:
     async def _accept_forever(self) -> None:
         while True:
             await self._readable()
-            # Closed connections are not counted until now: a published count is never low.
             self._publish()
             if self._outnumbers_a_sibling():
                 await asyncio.sleep(DEFER_SECS)
@@ -192,11 +191,24 @@ class SpreadingServer:
         self._opening -= 1
         self._publish()
 
+    def _counted_protocol(self) -> asyncio.Protocol:
+        """Uvicorn's protocol, publishing the count again when its connection closes: a count
+        left high after a burst's connections closed made the siblings take the next burst."""
+        protocol = self._protocol_factory()
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            lost(exc)
+            self._publish()
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        return protocol
+
     async def _serve(self, conn: socket.socket) -> None:
         try:
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _, protocol = await self._loop.connect_accepted_socket(self._protocol_factory, conn)
+            _, protocol = await self._loop.connect_accepted_socket(self._counted_protocol, conn)
         except BaseException as exc:
             if isinstance(exc, OSError):  # the client reset it as it was accepted
                 log.debug("connection lost as it was accepted: %s", exc)

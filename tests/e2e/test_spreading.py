@@ -38,11 +38,15 @@ async def test_a_burst_of_connections_spreads_over_the_workers() -> None:
     with postgres_database() as uri, redis_prefix() as prefix:
         with Server("serve", env=production_env(uri, prefix), workers=2) as server:
             _until_workers_ready(server, 2)
-            for _ in range(2):  # a fresh burst, after the first's connections closed
+            # The first burst only warms the workers up: a worker that has just booted takes
+            # tens of milliseconds over its first connections (seen as 13/3 to 15/1 splits in
+            # about one start of five on two busy cores, with or without the spreading).
+            for burst in range(3):  # each a fresh burst, after the one before closed
                 limits = httpx.Limits(max_connections=CONNECTIONS)
                 async with httpx.AsyncClient(base_url=server.url, limits=limits) as client:
                     answers = await asyncio.gather(*(client.get("/ok") for _ in range(CONNECTIONS)))
                     assert {a.status_code for a in answers} == {200}
                     split = _connections_per_worker(server)
                     assert sum(split) == CONNECTIONS
-                    assert min(split) >= CONNECTIONS // 4, f"connections per worker: {split}"
+                    if burst > 0:
+                        assert min(split) >= CONNECTIONS // 4, f"burst {burst}: {split}"

@@ -29,22 +29,46 @@ class Event:
     data: bytes  # JSON, encoded once by the publisher and relayed as-is
 
 
+class Doorbell:
+    """A wait of at most some seconds that another task can end early: one future and one
+    timer handle, where asyncio.wait_for would start a task for each wait."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def ring(self) -> None:
+        """End the wait in progress, if any."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
 class Subscription:
-    """Live events of one run, delivered to one local listener. A deque and one waiter
+    """Live events of one run, delivered to one local listener. A deque and a doorbell
     rather than an asyncio.Queue with wait_for: no task and no timer per event."""
 
-    __slots__ = ("run_id", "_events", "_waiter")
+    __slots__ = ("run_id", "_events", "_bell")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._events: deque[Event] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._bell = Doorbell()
 
     def put(self, event: Event) -> None:
         self._events.append(event)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._bell.ring()
 
     def take(self) -> Event | None:
         """An event already queued, or None."""
@@ -54,14 +78,7 @@ class Subscription:
         """The next event, waiting at most `timeout` seconds (None then)."""
         if self._events:
             return self._events.popleft()
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(timeout, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
+        await self._bell.wait(timeout)
         return self._events.popleft() if self._events else None
 
 

@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.broker.base import RESYNC, Broker, Event, Subscription
+from app.broker.base import RESYNC, Broker, Doorbell, Event, Subscription
 from app.broker.redis_url import connect
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class RedisBroker(Broker):
         self._outbox: list[tuple[str, Event, bool, asyncio.Future[None] | None]] = []
         self._sender: asyncio.Task[None] | None = None
         self._urgent = False  # something queued must not linger
-        self._lingering: asyncio.Future[None] | None = None
+        self._lingering = Doorbell()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -295,23 +295,12 @@ class RedisBroker(Broker):
 
     def _hurry(self) -> None:
         self._urgent = True
-        if self._lingering is not None and not self._lingering.done():
-            self._lingering.set_result(None)
-
-    async def _linger(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._lingering = waiting = loop.create_future()
-        timer = loop.call_later(_LINGER_SECS, _settle, waiting)
-        try:
-            await waiting
-        finally:
-            timer.cancel()
-            self._lingering = None
+        self._lingering.ring()
 
     async def _send_outbox(self) -> None:
         while self._outbox:
             if not self._urgent:
-                await self._linger()
+                await self._lingering.wait(_LINGER_SECS)
             self._urgent = False
             batch, self._outbox = self._outbox, []
             keys: dict[str, int] = {}
@@ -411,11 +400,6 @@ class RedisBroker(Broker):
     async def drop_log(self, run_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._log_key(run_id))
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _decode(payload: bytes) -> Event:

@@ -110,8 +110,7 @@ class SpreadingServer:
         self._slot = slot
         # Uvicorn's set of this process's open connections, found on the first protocol.
         self._connections: Sized = ()
-        # Accepted, not yet handed to Uvicorn: held all the same.
-        self._opening = 0
+        # Connections accepted, not yet handed to Uvicorn: held all the same.
         self._setting_up: set[asyncio.Task[None]] = set()
         sock.setblocking(False)
         self._publish()
@@ -139,7 +138,7 @@ class SpreadingServer:
             self._task = None
 
     def _held(self) -> int:
-        return len(self._connections) + self._opening
+        return len(self._connections) + len(self._setting_up)
 
     def _publish(self) -> None:
         if self._slot is not None:
@@ -178,17 +177,15 @@ class SpreadingServer:
                     log.error("cannot accept a connection: %s; pausing %.1f s", exc, pause)
                     await asyncio.sleep(pause)
                     break
-                self._opening += 1
-                self._publish()
                 setting_up = self._loop.create_task(self._serve(conn))
                 self._setting_up.add(setting_up)
                 setting_up.add_done_callback(self._set_up)
+                self._publish()
                 if self._outnumbers_a_sibling():
                     break
 
     def _set_up(self, task: asyncio.Task[None]) -> None:
         self._setting_up.discard(task)
-        self._opening -= 1
         self._publish()
 
     def _counted_protocol(self) -> asyncio.Protocol:
@@ -210,13 +207,13 @@ class SpreadingServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _, protocol = await self._loop.connect_accepted_socket(self._counted_protocol, conn)
         except BaseException as exc:
+            with contextlib.suppress(OSError):
+                conn.close()
             if isinstance(exc, OSError):  # the client reset it as it was accepted
                 log.debug("connection lost as it was accepted: %s", exc)
             elif isinstance(exc, Exception):
                 log.exception("a connection could not be set up")
-            with contextlib.suppress(OSError):
-                conn.close()
-            if not isinstance(exc, Exception):  # cancelled: the server is closing
+            else:  # cancelled: the server is closing
                 raise
             return
         if not self._connections:

@@ -6,11 +6,17 @@ made for this very run there is nothing to read at the start, and at the end the
 checkpoint is the one the run just wrote, with the writes it put after it. Both answers are
 known here without a query. Everything else, and every checkpoint the run did not write
 itself (other namespaces, explicit checkpoint ids), goes to the wrapped saver unchanged.
+
+With `save_behind` (durability "async", a saver that can save in batches), the run's saves go
+through a SaveQueue: they return at once and reach the database in batches behind the run.
+Anything read from the saver is read after the queue has drained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import functools
+import inspect
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -23,6 +29,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     get_serializable_checkpoint_metadata,
 )
+
+from app.agents.save_queue import SaveQueue
 
 _WriteKey = tuple[str, str, int]  # task path, task id, index
 
@@ -47,13 +55,30 @@ class _Memo:
 class RunCheckpointer(BaseCheckpointSaver):
     """Wraps the server's saver for one run on one thread."""
 
-    def __init__(self, saver: BaseCheckpointSaver, thread_id: str, *, new_thread: bool) -> None:
+    def __init__(
+        self,
+        saver: BaseCheckpointSaver,
+        thread_id: str,
+        *,
+        new_thread: bool,
+        save_behind: bool = False,
+    ) -> None:
         # The saver's serializer as it is: the base class would check it against a typing
         # Protocol again, which Python 3.11 does slowly, once per run.
         self.serde = saver.serde
         self.saver = saver
         self.thread_id = thread_id
         self._memo = _Memo(new_thread)
+        self._saves = (
+            SaveQueue(saver)  # type: ignore[arg-type]
+            if save_behind and hasattr(saver, "save_together")
+            else None
+        )
+
+    async def drain(self) -> None:
+        """Return once everything the run saved is stored (raises a failed save's error)."""
+        if self._saves is not None:
+            await self._saves.drain()
 
     def forget(self) -> None:
         """Read everything from the saver from now on (the run stopped midway)."""
@@ -79,6 +104,7 @@ class RunCheckpointer(BaseCheckpointSaver):
                     return memo.latest._replace(pending_writes=list(writes.values()))
             elif memo.new_thread and not wanted:
                 return None
+        await self.drain()
         return await self.saver.aget_tuple(config)
 
     async def aput(
@@ -88,7 +114,20 @@ class RunCheckpointer(BaseCheckpointSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        saved = await self.saver.aput(config, checkpoint, metadata, new_versions)
+        if self._saves is not None:
+            self._saves.add(
+                functools.partial(self.saver.aput, config, checkpoint, metadata, new_versions)
+            )
+            # What the saver answers once it has stored it.
+            saved: RunnableConfig = {
+                "configurable": {
+                    "thread_id": config["configurable"]["thread_id"],
+                    "checkpoint_ns": config["configurable"]["checkpoint_ns"],
+                    "checkpoint_id": checkpoint["id"],
+                }
+            }
+        else:
+            saved = await self.saver.aput(config, checkpoint, metadata, new_versions)
         if self._mine(config):
             configurable = config["configurable"]
             parent = configurable.get("checkpoint_id")
@@ -121,7 +160,13 @@ class RunCheckpointer(BaseCheckpointSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self.saver.aput_writes(config, writes, task_id, task_path)
+        if self._saves is not None:
+            writes = list(writes)  # as handed over, whatever becomes of the caller's sequence
+            self._saves.add(
+                functools.partial(self.saver.aput_writes, config, writes, task_id, task_path)
+            )
+        else:
+            await self.saver.aput_writes(config, writes, task_id, task_path)
         checkpoint_id = config["configurable"].get("checkpoint_id")
         if not checkpoint_id or checkpoint_id < self._memo.latest_id or not self._mine(config):
             return
@@ -149,6 +194,7 @@ class RunCheckpointer(BaseCheckpointSaver):
             return self
         clone = RunCheckpointer(saver, self.thread_id, new_thread=False)
         clone._memo = self._memo  # one run, one memo
+        clone._saves = self._saves  # and one order of saves
         return clone
 
     def __getattr__(self, name: str) -> Any:
@@ -160,9 +206,29 @@ class RunCheckpointer(BaseCheckpointSaver):
 
 
 def _forward(name: str) -> Any:
-    def forward(self: RunCheckpointer, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.saver, name)(*args, **kwargs)
+    """The saver's method of that name; an async one after the run's saves are stored."""
+    kind = getattr(BaseCheckpointSaver, name)
+    if inspect.isasyncgenfunction(kind):
 
+        async def listing(self: RunCheckpointer, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            await self.drain()
+            async for item in getattr(self.saver, name)(*args, **kwargs):
+                yield item
+
+        forward = listing
+    elif inspect.iscoroutinefunction(kind):
+
+        async def call(self: RunCheckpointer, *args: Any, **kwargs: Any) -> Any:
+            await self.drain()
+            return await getattr(self.saver, name)(*args, **kwargs)
+
+        forward = call
+    else:
+
+        def plain(self: RunCheckpointer, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.saver, name)(*args, **kwargs)
+
+        forward = plain
     forward.__name__ = name
     return forward
 

@@ -7,19 +7,59 @@ synchronisation cost more CPU than the statement itself: 430 µs a call against 
 measured on one connection. Here the rows are serialized where they are written and sent as
 one ordinary statement (several rows: in one pipeline, as the library does).
 The rows, the statements and their conflict rules are the library's own.
+
+`save_together` runs several of the library's saves (checkpoints and writes) on one connection
+in one pipeline: one round trip and one transaction for all of them, where each would be a
+round trip and a commit of its own. A run hands its saves over this way (see
+app/agents/save_queue.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import DictRow, dict_row
+
+# The connection of the batch the current task is saving, if any.
+_BATCH: ContextVar[AsyncConnection[DictRow] | None] = ContextVar("checkpoint_batch", default=None)
 
 
 class PostgresSaver(AsyncPostgresSaver):
+    async def save_together(self, saves: Sequence[Callable[[], Awaitable[Any]]]) -> None:
+        """Run the saves (calls of this saver's `aput` and `aput_writes`) in order on one
+        connection, in one pipeline: one round trip and one implicit transaction. A save that
+        fails before it sends anything (its values would not serialize) leaves the saves
+        before it stored, as saving one by one would; a statement the database refuses
+        leaves none of the batch stored. Either way the error is raised."""
+        async with self.lock, _ainternal.get_connection(self.conn) as conn:
+            token = _BATCH.set(conn)
+            try:
+                async with conn.pipeline():
+                    for save in saves:
+                        await save()
+            finally:
+                _BATCH.reset(token)
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        conn = _BATCH.get()
+        if conn is None:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        # Inside save_together: the batch's lock and connection are held already, and its
+        # pipeline sends everything at its end.
+        async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+            yield cur
+
     async def aput_writes(
         self,
         config: RunnableConfig,

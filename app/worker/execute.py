@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -93,6 +94,9 @@ async def execute(
             registry.checkpointer,
             run["thread_id"],
             new_thread=bool(kwargs.get("new_thread")) and run.get("claims", 1) <= 1,
+            # LangGraph's default: checkpoints saved while the next step runs. "sync" waits
+            # for each, "exit" saves once at the end: both go to the saver as they are.
+            save_behind=kwargs.get("durability") in (None, "async"),
         )
     else:
         saver = None
@@ -109,9 +113,15 @@ async def execute(
     except BaseException:
         if isinstance(saver, RunCheckpointer):
             # Stopped midway, a save may have been cut off after it reached the database:
-            # the final state is read from there.
+            # the final state is read from there, once what the graph saved is stored. The
+            # run's own error is the one to report.
             saver.forget()
+            with contextlib.suppress(Exception):
+                await saver.drain()
         raise
+    if isinstance(saver, RunCheckpointer):
+        # Everything the graph saved is stored before the run is finalized.
+        await saver.drain()
 
 
 async def _stream(

@@ -4,6 +4,7 @@ same rows, the same conflict rules) without handing the serialization to a threa
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,3 +103,59 @@ async def test_writes_are_serialized_without_a_thread(
     read = await ours.aget_tuple(config)
     assert read is not None
     assert len(read.pending_writes) == sum(len(w) for w in WRITE_SETS)
+
+
+def _saves(saver: Any, thread_id: str) -> list[Any]:
+    """A step's worth of saves: a checkpoint with a blob, then writes for it."""
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"token": "plain", "items": {"a": [1, 2, 3]}}
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    saved = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]}}
+    return [
+        functools.partial(saver.aput, config, checkpoint, {"step": 0}, {"token": 1, "items": 1}),
+        functools.partial(saver.aput_writes, saved, WRITE_SETS[0], "task-1"),
+        functools.partial(saver.aput_writes, saved, WRITE_SETS[1], "task-2"),
+    ]
+
+
+async def _stored(saver: Any, thread_id: str) -> list[list[tuple]]:
+    """The thread's checkpoints, blobs and writes, without ids and times (which differ)."""
+    tables = []
+    async with saver._cursor() as cur:
+        for sql in (
+            "SELECT checkpoint->'channel_values', metadata FROM checkpoints WHERE thread_id = %s",
+            "SELECT channel, type, blob FROM checkpoint_blobs WHERE thread_id = %s "
+            "ORDER BY channel",
+            "SELECT task_id, idx, channel, type, blob FROM checkpoint_writes "
+            "WHERE thread_id = %s ORDER BY task_id, idx",
+        ):
+            await cur.execute(sql, (thread_id,))
+            tables.append([tuple(row.values()) for row in await cur.fetchall()])
+    return tables
+
+
+async def test_saves_together_are_stored_as_one_by_one(savers: tuple[Any, Any]) -> None:
+    ours, _ = savers
+    one_by_one, together = str(uuid.uuid4()), str(uuid.uuid4())
+    for save in _saves(ours, one_by_one):
+        await save()
+    await ours.save_together(_saves(ours, together))
+    stored = await _stored(ours, together)
+    assert stored == await _stored(ours, one_by_one)
+    assert [len(rows) for rows in stored] == [1, 1, 4]  # a checkpoint, a blob, four writes
+
+
+async def test_a_refused_statement_stores_none_of_the_batch(savers: tuple[Any, Any]) -> None:
+    ours, _ = savers
+    thread_id = str(uuid.uuid4())
+
+    async def refused() -> None:
+        async with ours._cursor() as cur:
+            await cur.execute("SELECT 1 / 0")
+
+    with pytest.raises(Exception, match="division by zero"):
+        await ours.save_together([*_saves(ours, thread_id), refused])
+    assert await _stored(ours, thread_id) == [[], [], []]
+    # The connection went back to the pool usable.
+    await ours.save_together(_saves(ours, thread_id))
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]

@@ -135,3 +135,99 @@ def test_versions_and_copies_are_the_savers() -> None:
     assert mine.get_next_version(None, None).split(".")[0] == "0" * 31 + "1"
     clone = copy.copy(mine)
     assert clone.saver is saver
+
+
+class BatchingSaver(CountingSaver):
+    """A saver that saves in batches, as the Postgres one does, with a slow database: each
+    batch takes `batch_delay`, and `fail_next` makes the next one fail."""
+
+    def __init__(self, batch_delay: float = 0.005) -> None:
+        super().__init__()
+        self.batch_delay = batch_delay
+        self.batches: list[int] = []
+        self.fail_next = False
+
+    async def save_together(self, saves: Any) -> None:
+        await asyncio.sleep(self.batch_delay)
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("database went away")
+        self.batches.append(len(saves))
+        for save in saves:
+            await save()
+
+
+async def _run(
+    saver: Any, thread_id: str, *, ask: bool = False, save_behind: bool = True
+) -> tuple[RunCheckpointer, Any, dict[str, Any]]:
+    """Run the graph to its end (or interrupt) through a run's checkpointer."""
+    mine = RunCheckpointer(saver, thread_id, new_thread=True, save_behind=save_behind)
+    graph = _graph(ask=ask).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": thread_id}}
+    async for _ in graph.astream({"steps": []}, config):
+        pass
+    return mine, graph, config
+
+
+@pytest.mark.parametrize("ask", [False, True], ids=["to the end", "interrupted"])
+async def test_saves_behind_the_run_are_all_stored_once_drained(ask: bool) -> None:
+    saver = BatchingSaver()
+    mine, graph, config = await _run(saver, "t5", ask=ask)
+    stored_when_run_ended = sum(saver.batches)
+    await mine.drain()
+    # The graph did not wait for the database: saves handed over while a batch was in flight
+    # went out together, and some were still on their way when the graph was done.
+    assert stored_when_run_ended < sum(saver.batches)
+    assert len(saver.batches) < sum(saver.batches)
+    from_memory = await graph.aget_state(config)
+    assert saver.reads == 0
+    plain = _graph(ask=ask).copy(update={"checkpointer": CountingSaver()})
+    async for _ in plain.astream({"steps": []}, config):
+        pass
+    from_saver = await _graph(ask=ask).copy(update={"checkpointer": saver}).aget_state(config)
+    expected = await plain.aget_state(config)
+    for snapshot in (from_memory, from_saver):
+        assert snapshot.values == expected.values
+        assert snapshot.next == expected.next
+        asked = [[i.value for i in t.interrupts] for t in snapshot.tasks]
+        assert asked == [[i.value for i in t.interrupts] for t in expected.tasks]
+    history = [t async for t in saver.alist(config)]
+    assert len(history) == len([t async for t in plain.checkpointer.alist(config)])
+
+
+async def test_a_read_through_the_saver_waits_for_the_saves() -> None:
+    saver = BatchingSaver(batch_delay=0.05)
+    mine, _, config = await _run(saver, "t6")
+    assert len([t async for t in saver.alist(config)]) < 4  # some still on their way
+    history = [t async for t in mine.alist(config)]
+    assert len(history) == 4
+    mine.forget()
+    snapshot = await mine.aget_tuple(config)
+    assert snapshot is not None and snapshot.checkpoint["channel_values"]["steps"] == [
+        "first",
+        "second",
+    ]
+
+
+async def test_a_failed_batch_fails_the_next_save_and_the_drain() -> None:
+    saver = BatchingSaver()
+    saver.fail_next = True
+    mine = RunCheckpointer(saver, "t7", new_thread=True, save_behind=True)
+    graph = _graph(ask=False).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t7"}}
+    with pytest.raises(ConnectionError, match="database went away"):
+        async for _ in graph.astream({"steps": []}, config):
+            await asyncio.sleep(0.02)  # the first batch fails while the graph goes on
+        await mine.drain()
+    with pytest.raises(ConnectionError):
+        await mine.drain()
+
+
+async def test_saves_go_to_the_saver_one_by_one_without_save_behind_or_batches() -> None:
+    saver = BatchingSaver()
+    await _run(saver, "t8", save_behind=False)
+    assert saver.batches == [] and saver.reads == 0
+    # A saver that cannot save in batches is used one save at a time.
+    plain = CountingSaver()
+    _, _, config = await _run(plain, "t9")
+    assert len([t async for t in plain.alist(config)]) == 4

@@ -1,0 +1,63 @@
+"""A run's checkpoint saves, sent to Postgres behind the run rather than one by one.
+
+With durability "async" (LangGraph's default) a graph does not wait for its checkpoints: each
+save runs in the background while the next step executes, but the saves of one run wait for
+one another, so a step's checkpoint, the checkpoint after it and the writes in between each
+cost a round trip and a commit. Handed to this queue instead, a save returns at once; the
+first goes out at once, and whatever the run hands over while a batch is in flight goes out
+together in the next batch: one round trip and one transaction each (the saver's
+`save_together`). Nothing waits on a timer, so the window of saves not yet stored is the
+one LangGraph's own async saving has: about one round trip.
+
+The executor drains the queue before the run is finalized, so a run's status never says
+more than its checkpoints hold; reads through the saver drain it first. A batch the database
+refused fails the next save and the drain with its error, as a failed save fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+Save = Callable[[], Awaitable[Any]]
+
+
+class BatchSaver(Protocol):
+    async def save_together(self, saves: Sequence[Save]) -> None: ...
+
+
+class SaveQueue:
+    def __init__(self, saver: BatchSaver) -> None:
+        self._saver = saver
+        self._queued: list[Save] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    def add(self, save: Save) -> None:
+        """Queue a save (the saver's own call, not yet made); raises a failed batch's error."""
+        self.raise_failure()
+        self._queued.append(save)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(
+                self._send(), name="runyard-checkpoint-saves"
+            )
+
+    async def _send(self) -> None:
+        while self._queued and self._error is None:
+            batch, self._queued = self._queued, []
+            try:
+                await self._saver.save_together(batch)
+            except Exception as exc:  # noqa: BLE001 - handed to the run by add() and drain()
+                self._error = exc
+
+    async def drain(self) -> None:
+        """Return once every save handed over is stored; raise what failed instead."""
+        while self._sending is not None and not self._sending.done():
+            # Shielded: a run cancelled while draining leaves its saves to finish.
+            await asyncio.shield(self._sending)
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error

@@ -162,7 +162,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def sqlalchemy_url(self) -> str:
-        """SQLAlchemy's URL: asyncpg for Postgres, aiosqlite for the embedded file."""
+        """SQLAlchemy's URL: asyncpg for Postgres; for the embedded file, aiosqlite's (the
+        engine runs it through app/store/sqlite_inline.py, on the event loop)."""
         if not self.DATABASE_URI:
             return f"sqlite+aiosqlite:///{self.data_dir / 'runyard.db'}"
         uri = self.DATABASE_URI

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import await_, greenlet_spawn
 
 from app import serde
+from app.store.sqlite_inline import inline_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # Any fixed 64-bit number; every Runyard process agrees on it.
@@ -56,6 +57,7 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs.update(connect_args={"timeout": 30})
+            url = inline_url(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
         if self.is_postgres:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -62,6 +62,7 @@ class RunCheckpointer(BaseCheckpointSaver):
         *,
         new_thread: bool,
         save_behind: bool = False,
+        before_save: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         # The saver's serializer as it is: the base class would check it against a typing
         # Protocol again, which Python 3.11 does slowly, once per run.
@@ -69,8 +70,12 @@ class RunCheckpointer(BaseCheckpointSaver):
         self.saver = saver
         self.thread_id = thread_id
         self._memo = _Memo(new_thread)
+        # Awaited before anything is saved: the run's events so far reach their replay log
+        # before the checkpoint that follows them, so a run taken over from that checkpoint
+        # has lost none of them.
+        self._before_save = before_save
         self._saves = (
-            SaveQueue(saver)  # type: ignore[arg-type]
+            SaveQueue(saver, before_save)  # type: ignore[arg-type]
             if save_behind and hasattr(saver, "save_together")
             else None
         )
@@ -127,6 +132,8 @@ class RunCheckpointer(BaseCheckpointSaver):
                 }
             }
         else:
+            if self._before_save is not None:
+                await self._before_save()
             saved = await self.saver.aput(config, checkpoint, metadata, new_versions)
         if self._mine(config):
             configurable = config["configurable"]
@@ -166,6 +173,8 @@ class RunCheckpointer(BaseCheckpointSaver):
                 functools.partial(self.saver.aput_writes, config, writes, task_id, task_path)
             )
         else:
+            if self._before_save is not None:
+                await self._before_save()
             await self.saver.aput_writes(config, writes, task_id, task_path)
         checkpoint_id = config["configurable"].get("checkpoint_id")
         if not checkpoint_id or checkpoint_id < self._memo.latest_id or not self._mine(config):
@@ -192,7 +201,9 @@ class RunCheckpointer(BaseCheckpointSaver):
         saver = self.saver.with_allowlist(extra_allowlist)
         if saver is self.saver:
             return self
-        clone = RunCheckpointer(saver, self.thread_id, new_thread=False)
+        clone = RunCheckpointer(
+            saver, self.thread_id, new_thread=False, before_save=self._before_save
+        )
         clone._memo = self._memo  # one run, one memo
         clone._saves = self._saves  # and one order of saves
         return clone

@@ -28,8 +28,9 @@ class BatchSaver(Protocol):
 
 
 class SaveQueue:
-    def __init__(self, saver: BatchSaver) -> None:
+    def __init__(self, saver: BatchSaver, before: Save | None = None) -> None:
         self._saver = saver
+        self._before = before  # awaited before each batch
         self._queued: list[Save] = []
         self._sending: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -47,6 +48,8 @@ class SaveQueue:
         while self._queued and self._error is None:
             batch, self._queued = self._queued, []
             try:
+                if self._before is not None:
+                    await self._before()
                 await self._saver.save_together(batch)
             except Exception as exc:  # noqa: BLE001 - handed to the run by add() and drain()
                 self._error = exc

@@ -129,6 +129,11 @@ class Broker(abc.ABC):
     def release_local(self, run_id: str, *, ended: bool) -> None:  # noqa: B027 - optional hook
         """The run stopped executing here: it `ended`, or it goes on elsewhere."""
 
+    async def flush(self) -> None:  # noqa: B027 - optional hook (memory: nothing pending)
+        """Return once every event published so far is in its run's replay log (or could not
+        be written there). A run's checkpoint is saved after this: a run taken over from its
+        checkpoint does not emit again what the steps before it emitted."""
+
     async def publish_end(self, run_id: str, seq: int, status: str) -> None:
         """The run is over: relays stop, waiters re-read Postgres."""
         data = b'{"status":"%s"}' % status.encode()

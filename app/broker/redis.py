@@ -94,6 +94,7 @@ class RedisBroker(Broker):
         self._sender: asyncio.Task[None] | None = None
         self._urgent = False  # something queued must not linger
         self._lingering = Doorbell()
+        self._in_flight: asyncio.Future[None] | None = None  # done when the batch is sent
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -293,6 +294,19 @@ class RedisBroker(Broker):
         if done is not None:
             await asyncio.shield(done)
 
+    async def flush(self) -> None:
+        if self._outbox:
+            run_id, event, final, done = self._outbox[-1]
+            if done is None:
+                done = asyncio.get_running_loop().create_future()
+                self._outbox[-1] = (run_id, event, final, done)
+            self._hurry()
+        elif self._in_flight is not None and not self._in_flight.done():
+            done = self._in_flight
+        else:
+            return
+        await asyncio.shield(done)
+
     def _hurry(self) -> None:
         self._urgent = True
         self._lingering.ring()
@@ -303,6 +317,7 @@ class RedisBroker(Broker):
                 await self._lingering.wait(_LINGER_SECS)
             self._urgent = False
             batch, self._outbox = self._outbox, []
+            self._in_flight = asyncio.get_running_loop().create_future()
             keys: dict[str, int] = {}
             args: list[Any] = [self._maxlen, self._ttl]
             for run_id, event, final, _ in batch:
@@ -327,6 +342,7 @@ class RedisBroker(Broker):
                 for *_, done in batch:
                     if done is not None and not done.done():
                         done.set_result(None)
+                self._in_flight.set_result(None)
 
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         local = self._local.get(run_id)

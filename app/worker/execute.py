@@ -50,6 +50,10 @@ class EventEmitter:
         await self._broker.publish(self._progress.run_id, Event(self._progress.seq, name, data))
         metrics.EVENTS_PUBLISHED.inc()
 
+    async def flush(self) -> None:
+        """Return once what was emitted so far is in the replay log."""
+        await self._broker.flush()
+
 
 def progress_for(run: dict[str, Any]) -> Progress:
     return Progress(run_id=run["run_id"], seq=(run["claims"] - 1) * SEQ_PER_ATTEMPT)
@@ -97,6 +101,7 @@ async def execute(
             # LangGraph's default: checkpoints saved while the next step runs. "sync" waits
             # for each, "exit" saves once at the end: both go to the saver as they are.
             save_behind=kwargs.get("durability") in (None, "async"),
+            before_save=emitter.flush,
         )
     else:
         saver = None

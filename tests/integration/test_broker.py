@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -240,37 +242,67 @@ async def test_events_reach_logs_and_channels_after_redis_forgot_the_script() ->
             await listener.close()
 
 
-async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A run executing here sends its events to Redis in batches gathered over a short
-    linger, and its end goes at once with everything queued before it."""
+@contextlib.asynccontextmanager
+async def _lingering_pair(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Any, Any]]:
+    """Two processes' brokers on one prefix, whose relay batches linger a minute: only an end,
+    a waiting publisher or a flush sends them."""
     from app.broker import redis as redis_broker
 
-    monkeypatch.setattr(redis_broker, "_LINGER_SECS", 60.0)  # only the end can send them
+    monkeypatch.setattr(redis_broker, "_LINGER_SECS", 60.0)
     with redis_prefix() as prefix:
         here = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
         elsewhere = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
         await here.start()
         await elsewhere.start()
+        try:
+            yield here, elsewhere
+        finally:
+            await here.close()
+            await elsewhere.close()
+
+
+async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run executing here sends its events to Redis in batches gathered over a short
+    linger, and its end goes at once with everything queued before it."""
+    async with _lingering_pair(monkeypatch) as (here, elsewhere):
         calls: list[int] = []
-        script = here._append_and_publish  # type: ignore[attr-defined]
+        script = here._append_and_publish
 
         async def counted(*, keys: list, args: list) -> object:
             calls.append((len(args) - 2) // 5)
             return await script(keys=keys, args=args)
 
-        here._append_and_publish = counted  # type: ignore[attr-defined]
-        try:
-            sub = await elsewhere.subscribe("lingering")
-            here.claim_local("lingering", 0)
-            for seq in range(1, 6):
-                await here.publish("lingering", _event(seq))
-            await here.publish("lingering", Event(6, "end", b""), final=True)
-            got = [await sub.get(5.0) for _ in range(6)]
-            assert [e.seq for e in got if e is not None] == [1, 2, 3, 4, 5, 6]
-            assert calls == [6]  # one batch, sent when the end came
-            await elsewhere.unsubscribe(sub)
-        finally:
-            await here.close()
-            await elsewhere.close()
+        here._append_and_publish = counted
+        sub = await elsewhere.subscribe("lingering")
+        here.claim_local("lingering", 0)
+        for seq in range(1, 6):
+            await here.publish("lingering", _event(seq))
+        await here.publish("lingering", Event(6, "end", b""), final=True)
+        got = [await sub.get(5.0) for _ in range(6)]
+        assert [e.seq for e in got if e is not None] == [1, 2, 3, 4, 5, 6]
+        assert calls == [6]  # one batch, sent when the end came
+        await elsewhere.unsubscribe(sub)
+
+
+async def test_flush_returns_once_the_events_so_far_are_in_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a run's checkpoint saves wait for: lingering events go out at once, and events
+    in a batch already on its way are waited for too."""
+    async with _lingering_pair(monkeypatch) as (here, reader):
+        await here.flush()  # nothing pending: at once
+        here.claim_local("flushed", 0)
+        for seq in range(1, 4):
+            await here.publish("flushed", _event(seq))
+        assert await reader.replay("flushed", 0) == []  # still lingering
+        await asyncio.wait_for(here.flush(), 5.0)
+        assert [e.seq for e in await reader.replay("flushed", 0)] == [1, 2, 3]
+        # A batch in flight: the flush waits for its reply.
+        await here.publish("flushed", _event(4))
+        here._hurry()
+        await asyncio.sleep(0)  # the sender takes the batch
+        assert here._outbox == []
+        await asyncio.wait_for(here.flush(), 5.0)
+        assert [e.seq for e in await reader.replay("flushed", 0)] == [1, 2, 3, 4]

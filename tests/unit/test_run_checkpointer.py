@@ -231,3 +231,36 @@ async def test_saves_go_to_the_saver_one_by_one_without_save_behind_or_batches()
     plain = CountingSaver()
     _, _, config = await _run(plain, "t9")
     assert len([t async for t in plain.alist(config)]) == 4
+
+
+@pytest.mark.parametrize("save_behind", [False, True], ids=["one by one", "behind the run"])
+async def test_the_runs_events_are_flushed_before_each_save(save_behind: bool) -> None:
+    """A run taken over from a checkpoint must not have lost the events of the steps before it:
+    they reach the replay log before that checkpoint is saved."""
+    order: list[str] = []
+
+    class Recording(BatchingSaver):
+        async def aput(self, *args: Any) -> Any:
+            order.append("save")
+            return await super().aput(*args)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
+            order.append("save")
+            return await super().aput_writes(*args, **kwargs)
+
+    async def flush() -> None:
+        order.append("flush")
+
+    saver = Recording()
+    mine = RunCheckpointer(
+        saver, "t10", new_thread=True, save_behind=save_behind, before_save=flush
+    )
+    graph = _graph(ask=False).copy(update={"checkpointer": mine})
+    async for _ in graph.astream({"steps": []}, {"configurable": {"thread_id": "t10"}}):
+        pass
+    await mine.drain()
+    assert order.count("save") >= 6 and order[0] == "flush"
+    if save_behind:  # once per batch, before it
+        assert order.count("flush") == len(saver.batches)
+    else:  # once per save, before it
+        assert order == ["flush", "save"] * (len(order) // 2)

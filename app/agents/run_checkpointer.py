@@ -86,9 +86,22 @@ class RunCheckpointer(BaseCheckpointSaver):
             await self._saves.drain()
 
     def forget(self) -> None:
-        """Read everything from the saver from now on (the run stopped midway)."""
+        """Read everything from the saver from now on."""
         self._memo.latest = None
         self._memo.new_thread = False
+
+    async def stopped(self) -> None:
+        """The run stopped midway (an error, a cancel). A save the saver was making may have
+        been cut off after it reached the database, so the saver is read from now on. Saves
+        behind the run are not cut off: once they are stored, memory still holds what the
+        database does, and the final state needs no read."""
+        if self._saves is None:
+            self.forget()
+            return
+        try:
+            await self._saves.drain()
+        except Exception:  # noqa: BLE001 - the run's own error is the one to report
+            self.forget()
 
     def _mine(self, config: RunnableConfig) -> bool:
         """Whether the config names this run's thread, root namespace."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -117,12 +116,7 @@ async def execute(
         await _stream(graph, graph_input, command, config, kwargs, emitter)
     except BaseException:
         if isinstance(saver, RunCheckpointer):
-            # Stopped midway, a save may have been cut off after it reached the database:
-            # the final state is read from there, once what the graph saved is stored. The
-            # run's own error is the one to report.
-            saver.forget()
-            with contextlib.suppress(Exception):
-                await saver.drain()
+            await saver.stopped()
         raise
     if isinstance(saver, RunCheckpointer):
         # Everything the graph saved is stored before the run is finalized.

@@ -21,7 +21,9 @@ class State(TypedDict, total=False):
     answer: str
 
 
-def _graph(*, ask: bool) -> Any:
+def _graph(*, ask: bool, then: Any = None) -> Any:
+    """first, then second (asking a question if `ask`), or `then` in second's place."""
+
     def first(state: State) -> State:
         return {"steps": ["first"]}
 
@@ -32,7 +34,7 @@ def _graph(*, ask: bool) -> Any:
 
     builder = StateGraph(State)
     builder.add_node("first", first)
-    builder.add_node("second", second)
+    builder.add_node("second", then or second)
     builder.add_edge(START, "first")
     builder.add_edge("first", "second")
     builder.add_edge("second", END)
@@ -264,3 +266,37 @@ async def test_the_runs_events_are_flushed_before_each_save(save_behind: bool) -
         assert order.count("flush") == len(saver.batches)
     else:  # once per save, before it
         assert order == ["flush", "save"] * (len(order) // 2)
+
+
+@pytest.mark.parametrize("save_behind", [False, True], ids=["one by one", "behind the run"])
+async def test_a_run_stopped_midway_has_its_final_state_all_the_same(save_behind: bool) -> None:
+    """Cancelled in its second step: the state is the saver's. Saved behind the run, it comes
+    from memory once the saves are stored; saved one by one, from the saver."""
+
+    saver = BatchingSaver()
+    mine = RunCheckpointer(saver, "t11", new_thread=True, save_behind=save_behind)
+    started = asyncio.Event()
+
+    async def second(state: State) -> State:
+        started.set()
+        await asyncio.sleep(60)
+        return {"steps": ["second"]}
+
+    graph = _graph(ask=False, then=second).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t11"}}
+
+    async def run() -> None:
+        async for _ in graph.astream({"steps": []}, config):
+            pass
+
+    task = asyncio.create_task(run())
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await mine.stopped()
+    snapshot = await graph.aget_state(config)
+    assert saver.reads == (0 if save_behind else 1)
+    direct = await _graph(ask=False).copy(update={"checkpointer": saver}).aget_state(config)
+    assert (snapshot.values, snapshot.next) == (direct.values, direct.next)
+    assert snapshot.values == {"steps": ["first"]} and snapshot.next == ("second",)

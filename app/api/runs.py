@@ -110,7 +110,8 @@ def _stream(c: Container, run: dict[str, Any], req: RunRequest, stateless: bool)
 
     frames = run_frames(
         run["run_id"],
-        run["attempt"] + 1,
+        # Its first attempt: pending (0 attempts yet), or handed to a worker here (1).
+        run["attempt"],
         follow(c, run["run_id"], fresh=True),
         on_disconnect=cancel if req.on_disconnect == "cancel" else None,
     )

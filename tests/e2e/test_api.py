@@ -84,6 +84,7 @@ async def test_stream_run_modes_in_order(client) -> None:
         )
     ]
     assert parts[0].event == "metadata"
+    assert parts[0].data["attempt"] == 1  # its first attempt, as LangGraph's server says
     run_id = parts[0].data["run_id"]
     ticks = [p.data["tick"] for p in parts if p.event == "custom"]
     assert ticks == [1, 2, 3]
@@ -144,7 +145,7 @@ async def test_stateless_runs(client) -> None:
     out = await client.runs.wait(None, "counter", input={"steps": 2})
     assert out["count"] == 2
     parts = [p async for p in client.runs.stream(None, "counter", input={"steps": 2})]
-    assert parts[0].event == "metadata"
+    assert parts[0].event == "metadata" and parts[0].data["attempt"] == 1
     assert parts[-1].data["count"] == 2
 
 

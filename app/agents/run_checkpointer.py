@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 
-from app.agents.save_queue import SaveQueue
+from app.agents.save_queue import Save, SaveQueue
 
 _WriteKey = tuple[str, str, int]  # task path, task id, index
 
@@ -62,7 +62,7 @@ class RunCheckpointer(BaseCheckpointSaver):
         *,
         new_thread: bool,
         save_behind: bool = False,
-        before_save: Callable[[], Awaitable[Any]] | None = None,
+        before_save: Save | None = None,
     ) -> None:
         # The saver's serializer as it is: the base class would check it against a typing
         # Protocol again, which Python 3.11 does slowly, once per run.
@@ -125,6 +125,16 @@ class RunCheckpointer(BaseCheckpointSaver):
         await self.drain()
         return await self.saver.aget_tuple(config)
 
+    async def _save(self, save: Save) -> Any:
+        """Queue the save behind the run (None), or make it now, once the run's events so far
+        are logged, and return what the saver answers."""
+        if self._saves is not None:
+            self._saves.add(save)
+            return None
+        if self._before_save is not None:
+            await self._before_save()
+        return await save()
+
     async def aput(
         self,
         config: RunnableConfig,
@@ -132,22 +142,17 @@ class RunCheckpointer(BaseCheckpointSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        if self._saves is not None:
-            self._saves.add(
-                functools.partial(self.saver.aput, config, checkpoint, metadata, new_versions)
-            )
-            # What the saver answers once it has stored it.
-            saved: RunnableConfig = {
+        saved = await self._save(
+            functools.partial(self.saver.aput, config, checkpoint, metadata, new_versions)
+        )
+        if saved is None:  # queued: what the saver answers once it has stored it
+            saved = {
                 "configurable": {
                     "thread_id": config["configurable"]["thread_id"],
                     "checkpoint_ns": config["configurable"]["checkpoint_ns"],
                     "checkpoint_id": checkpoint["id"],
                 }
             }
-        else:
-            if self._before_save is not None:
-                await self._before_save()
-            saved = await self.saver.aput(config, checkpoint, metadata, new_versions)
         if self._mine(config):
             configurable = config["configurable"]
             parent = configurable.get("checkpoint_id")
@@ -180,15 +185,10 @@ class RunCheckpointer(BaseCheckpointSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        if self._saves is not None:
-            writes = list(writes)  # as handed over, whatever becomes of the caller's sequence
-            self._saves.add(
-                functools.partial(self.saver.aput_writes, config, writes, task_id, task_path)
-            )
-        else:
-            if self._before_save is not None:
-                await self._before_save()
-            await self.saver.aput_writes(config, writes, task_id, task_path)
+        writes = list(writes)  # as handed over, whatever becomes of the caller's sequence
+        await self._save(
+            functools.partial(self.saver.aput_writes, config, writes, task_id, task_path)
+        )
         checkpoint_id = config["configurable"].get("checkpoint_id")
         if not checkpoint_id or checkpoint_id < self._memo.latest_id or not self._mine(config):
             return

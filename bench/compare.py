@@ -13,7 +13,8 @@ sides, so it measures the machine's speed at that moment.
 
 Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
 (`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events),
-`thread` (a new thread, then two `runs.wait` on it), each 16 at a time.
+`trickle` (the same with the events 5 ms apart, so that each goes out on its own, as in the
+burst scenarios), `thread` (a new thread, then two `runs.wait` on it), each 16 at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.services import REDIS_URL, redis_prefix, scratch_database
 
 CONCURRENCY = 16
 EVENTS = 10
+TRICKLE_DELAY = 0.005
 
 Load = Callable[[object, Measurement], Awaitable[None]]
 
@@ -55,14 +57,18 @@ async def _background(sdk: object, m: Measurement) -> None:
         m.fail(f"runs.join answered {str(out)[:200]}")
 
 
-async def _stream(sdk: object, m: Measurement) -> None:
+async def _stream(sdk: object, m: Measurement, delay: float = 0.0) -> None:
     value = token()
     tally = StreamTally(value, EVENTS)
     async for part in sdk.runs.stream(  # type: ignore[attr-defined]
-        None, "emit", input=emit_input(value, EVENTS, delay=0), stream_mode=["custom", "values"]
+        None, "emit", input=emit_input(value, EVENTS, delay), stream_mode=["custom", "values"]
     ):
         tally.feed(part.event, part.data, part.id)
-    tally.verify(m, output=emit_output(value, EVENTS))
+    tally.verify(m, output=emit_output(value, EVENTS, delay))
+
+
+async def _trickle(sdk: object, m: Measurement) -> None:
+    await _stream(sdk, m, TRICKLE_DELAY)
 
 
 async def _thread(sdk: object, m: Measurement) -> None:
@@ -79,6 +85,7 @@ LOADS: dict[str, Load] = {
     "wait": _wait,
     "background": _background,
     "stream": _stream,
+    "trickle": _trickle,
     "thread": _thread,
 }
 

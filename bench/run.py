@@ -27,7 +27,7 @@ from bench.measure import Measurement
 from bench.profiling import Profiler, py_spy
 from bench.report import ScenarioResult, document, failed, header, summarize, table
 from bench.scenarios import SCENARIOS, Context, Scenario, select
-from bench.servers import REFERENCE, REFERENCE_ENV, SHAPES, Stack, open_stack
+from bench.servers import FLOOR, REFERENCE, REFERENCE_ENV, SHAPES, Stack, open_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # A warm-up or one repetition taking longer is an ERROR (the stack is torn down all the same).
@@ -53,10 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--shape",
-        choices=[*SHAPES, REFERENCE, "all"],
+        choices=[*SHAPES, REFERENCE, FLOOR, "all"],
         default="all",
         help=f"all: {' and '.join(SHAPES)}; {REFERENCE}: LangGraph's `langgraph dev`, from the "
-        f"folder {REFERENCE_ENV} names, on the scenarios it can run",
+        f"folder {REFERENCE_ENV} names, on the scenarios it can run; {FLOOR}: a server that "
+        "only answers (bench/floor.py), for what the client and the HTTP stack cost alone",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the JSON on stdout (the table goes to stderr)"

@@ -37,6 +37,8 @@ SHAPES = ("production", "embedded")
 # RUNYARD_BENCH_REFERENCE names the folder holding its `langgraph` command.
 REFERENCE = "reference"
 REFERENCE_ENV = "RUNYARD_BENCH_REFERENCE"
+# A server that only answers (bench/floor.py): what the client and the HTTP stack cost alone.
+FLOOR = "floor"
 PRODUCTION_WORKERS = 2
 # Only how long a stopping server waits for unfinished runs: keeps teardown short.
 BASE_ENV = {"BG_JOB_SHUTDOWN_GRACE_SECS": "2"}
@@ -207,6 +209,17 @@ class ReferenceProcess(RunyardProcess):
         ]
 
 
+class FloorProcess(RunyardProcess):
+    """`python -m bench.floor`: the bench's answers without a server behind them."""
+
+    ready_line = "floor server ready: "
+
+    def __init__(self) -> None:
+        super().__init__("dev", {})
+        self.args = [sys.executable, "-m", "bench.floor", "--port", str(self.port)]
+        self.env = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent)}
+
+
 @dataclass(frozen=True)
 class StackSpec:
     """What a scenario needs besides the plain server."""
@@ -244,6 +257,11 @@ def open_stack(shape: str, spec: StackSpec) -> Iterator[Stack]:
             reference = ReferenceProcess(spec.jobs_per_worker)
             stack.callback(reference.stop)
             yield Stack(shape, reference.start())
+            return
+        if shape == FLOOR:
+            floor = FloorProcess()
+            stack.callback(floor.stop)
+            yield Stack(shape, floor.start())
             return
         if shape == "embedded":
             server = RunyardProcess("dev", _jobs_env(spec))

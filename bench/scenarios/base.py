@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bench.measure import Measurement
-from bench.servers import REFERENCE, SHAPES, Stack, StackSpec
+from bench.servers import FLOOR, REFERENCE, SHAPES, Stack, StackSpec
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class Scenario:
     measure: Callable[[Context], Awaitable[Measurement]]
     # Unmeasured runs first (imports, pools, caches); its check failures still count.
     warmup: Callable[[Context, Measurement], Awaitable[None]] | None = None
-    # The reference server is measured where a scenario needs nothing of a Runyard stack.
-    shapes: tuple[str, ...] = (*SHAPES, REFERENCE)
+    # The reference server and the floor are measured where a scenario needs nothing of a
+    # Runyard stack.
+    shapes: tuple[str, ...] = (*SHAPES, REFERENCE, FLOOR)
     stack: Callable[[str, bool], StackSpec] = lambda shape, quick: StackSpec()
     targets: tuple[Target, ...] = ()
     units: dict[str, str] = field(default_factory=dict)

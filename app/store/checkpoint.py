@@ -36,18 +36,19 @@ class Checkpoints:
             saver.lock = asyncio.Semaphore(self._pool_size)  # type: ignore[assignment]
             self.saver = saver
         else:
-            import aiosqlite
-            from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+            from app.store.sqlite_saver import InlineSqliteSaver, connect
 
             self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            self._sqlite = await aiosqlite.connect(str(self._sqlite_path))
-            await self._sqlite.execute("PRAGMA journal_mode=WAL")
-            self.saver = AsyncSqliteSaver(self._sqlite)
+            self._sqlite = InlineSqliteSaver(connect(self._sqlite_path))
+            self.saver = self._sqlite
         return self.saver
 
     async def setup(self) -> None:
         assert self.saver is not None
-        await self.saver.setup()  # type: ignore[attr-defined]
+        if self._sqlite is not None:
+            self._sqlite.setup()
+        else:
+            await self.saver.setup()  # type: ignore[attr-defined]
 
     async def delete_thread(self, thread_id: str) -> None:
         if self.saver is not None:
@@ -69,18 +70,18 @@ class Checkpoints:
                     (thread_id, run_id),
                 )
         elif self._sqlite is not None:
-            await self._sqlite.execute(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id IN ("
-                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? "
-                "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?)",
-                (thread_id, thread_id, run_id),
-            )
-            await self._sqlite.execute(
-                "DELETE FROM checkpoints WHERE thread_id = ? "
-                "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-                (thread_id, run_id),
-            )
-            await self._sqlite.commit()
+            with self._sqlite.cursor() as cur:  # one transaction, under the saver's lock
+                cur.execute(
+                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id IN ("
+                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? "
+                    "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?)",
+                    (thread_id, thread_id, run_id),
+                )
+                cur.execute(
+                    "DELETE FROM checkpoints WHERE thread_id = ? "
+                    "AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+                    (thread_id, run_id),
+                )
 
     async def copy_thread(self, source: str, target: str) -> int:
         """Copy every checkpoint and pending write of a thread, in every namespace, oldest
@@ -130,14 +131,14 @@ class Checkpoints:
         if not stale:
             return
         if self._sqlite is not None:
-            for ns, checkpoint_id in stale:
-                for table in ("writes", "checkpoints"):
-                    await self._sqlite.execute(
-                        f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
-                        "AND checkpoint_id = ?",
-                        (thread_id, ns, checkpoint_id),
-                    )
-            await self._sqlite.commit()
+            with self._sqlite.cursor() as cur:
+                for ns, checkpoint_id in stale:
+                    for table in ("writes", "checkpoints"):
+                        cur.execute(
+                            f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "
+                            "AND checkpoint_id = ?",
+                            (thread_id, ns, checkpoint_id),
+                        )
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -145,4 +146,4 @@ class Checkpoints:
                 await self._pool.close()
         if self._sqlite is not None:
             with contextlib.suppress(Exception):
-                await self._sqlite.close()
+                self._sqlite.conn.close()

@@ -58,6 +58,24 @@ _FINISH = (
     )
     .returning(*runs.c)
 )
+_HAS_INFLIGHT = select(
+    exists().where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
+)
+# SQLite's claim of the run _NEXT_SQLITE_PICK found (Postgres claims in one statement).
+_CLAIM_SQLITE = (
+    update(runs)
+    .where(runs.c.seq == bindparam("c_seq"), runs.c.status == "pending")
+    .values(
+        status="running",
+        attempt=runs.c.attempt + 1,
+        claims=runs.c.claims + 1,
+        lease_owner=bindparam("c_owner"),
+        lease_expires_at=bindparam("c_expires"),
+        started_at=bindparam("c_now"),
+        updated_at=bindparam("c_now"),
+    )
+    .returning(*runs.c)
+)
 
 
 def _row(mapping: Any) -> Row:
@@ -177,18 +195,13 @@ class Runs:
                 if seq is None:
                     return None
                 result = await conn.execute(
-                    update(runs)
-                    .where(runs.c.seq == seq, runs.c.status == "pending")
-                    .values(
-                        status="running",
-                        attempt=runs.c.attempt + 1,
-                        claims=runs.c.claims + 1,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_secs),
-                        started_at=now,
-                        updated_at=now,
-                    )
-                    .returning(*runs.c)
+                    _CLAIM_SQLITE,
+                    {
+                        "c_seq": seq,
+                        "c_owner": owner,
+                        "c_expires": now + timedelta(seconds=lease_secs),
+                        "c_now": now,
+                    },
                 )
                 found = result.mappings().first()
                 return _row(found) if found else None
@@ -303,8 +316,7 @@ class Runs:
             return int((await conn.execute(query)).scalar_one())
 
     async def thread_has_inflight(self, conn: AsyncConnection, thread_id: str) -> bool:
-        query = select(exists().where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT)))
-        return bool((await conn.execute(query)).scalar())
+        return bool((await conn.execute(_HAS_INFLIGHT, {"thread_id": thread_id})).scalar())
 
     # -- the running run's lifecycle ---------------------------------------------------------
 

@@ -22,6 +22,19 @@ _DELETE_IF_IDLE = delete(threads).where(
     .where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
     .exists(),
 )
+# A thread's fields once a run of it ended (the embedded finalize; Postgres settles the
+# thread in the run's own statement).
+_SETTLE = (
+    update(threads)
+    .where(threads.c.thread_id == bindparam("s_thread_id"))
+    .values(
+        status=bindparam("s_status"),
+        values=bindparam("s_values"),
+        interrupts=bindparam("s_interrupts"),
+        error=bindparam("s_error"),
+        updated_at=bindparam("s_now"),
+    )
+)
 
 Row = dict[str, Any]
 
@@ -120,6 +133,28 @@ class Threads:
     async def delete_row(conn: AsyncConnection, thread_id: str) -> None:
         """Only the thread: a temporary thread's runs stay readable after it goes."""
         await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
+
+    @staticmethod
+    async def settle(
+        conn: AsyncConnection,
+        thread_id: str,
+        *,
+        status: str,
+        values: Any,
+        interrupts: dict[str, Any],
+        error: Any,
+    ) -> None:
+        await conn.execute(
+            _SETTLE,
+            {
+                "s_thread_id": thread_id,
+                "s_status": status,
+                "s_values": values,
+                "s_interrupts": interrupts,
+                "s_error": error,
+                "s_now": utcnow(),
+            },
+        )
 
     @staticmethod
     async def delete_if_idle(conn: AsyncConnection, thread_id: str) -> bool:

@@ -348,7 +348,7 @@ class WorkerPool:
                         inflight = False
                     else:
                         inflight = await self.c.runs.thread_has_inflight(conn, thread_id)
-                        await Threads.set_fields(
+                        await Threads.settle(
                             conn,
                             thread_id,
                             status=thread_status_after(

@@ -58,6 +58,11 @@ _FINISH = (
     )
     .returning(*runs.c)
 )
+_INFLIGHT_OF_THREAD = (
+    select(runs)
+    .where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
+    .order_by(runs.c.seq)
+)
 _HAS_INFLIGHT = select(
     exists().where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
 )
@@ -129,11 +134,7 @@ class Runs:
 
     @staticmethod
     async def inflight_for_thread(conn: AsyncConnection, thread_id: str) -> list[Row]:
-        result = await conn.execute(
-            select(runs)
-            .where(runs.c.thread_id == thread_id, runs.c.status.in_(INFLIGHT))
-            .order_by(runs.c.seq)
-        )
+        result = await conn.execute(_INFLIGHT_OF_THREAD, {"thread_id": thread_id})
         return [_row(m) for m in result.mappings()]
 
     @staticmethod

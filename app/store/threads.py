@@ -22,6 +22,15 @@ _DELETE_IF_IDLE = delete(threads).where(
     .where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(INFLIGHT))
     .exists(),
 )
+_GET = select(threads).where(threads.c.thread_id == bindparam("thread_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+# A thread taking a new run (the embedded create; Postgres inserts the run and updates the
+# thread in one statement).
+_MARK_BUSY = (
+    update(threads)
+    .where(threads.c.thread_id == bindparam("m_thread_id"))
+    .values(status="busy", metadata=bindparam("m_metadata"), updated_at=bindparam("m_now"))
+)
 # A thread's fields once a run of it ended (the embedded finalize; Postgres settles the
 # thread in the run's own statement).
 _SETTLE = (
@@ -94,19 +103,13 @@ class Threads:
 
     @staticmethod
     async def get_for_update(conn: AsyncConnection, thread_id: str, *, lock: bool) -> Row | None:
-        query = select(threads).where(threads.c.thread_id == thread_id)
-        if lock:
-            query = query.with_for_update()
-        found = (await conn.execute(query)).mappings().first()
+        query = _GET_FOR_UPDATE if lock else _GET
+        found = (await conn.execute(query, {"thread_id": thread_id})).mappings().first()
         return _row(found) if found else None
 
     async def get(self, thread_id: str) -> Row | None:
         async with self.db.read() as conn:
-            found = (
-                (await conn.execute(select(threads).where(threads.c.thread_id == thread_id)))
-                .mappings()
-                .first()
-            )
+            found = (await conn.execute(_GET, {"thread_id": thread_id})).mappings().first()
         return _row(found) if found else None
 
     @staticmethod
@@ -133,6 +136,12 @@ class Threads:
     async def delete_row(conn: AsyncConnection, thread_id: str) -> None:
         """Only the thread: a temporary thread's runs stay readable after it goes."""
         await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
+
+    @staticmethod
+    async def mark_busy(conn: AsyncConnection, thread_id: str, metadata: dict[str, Any]) -> None:
+        await conn.execute(
+            _MARK_BUSY, {"m_thread_id": thread_id, "m_metadata": metadata, "m_now": utcnow()}
+        )
 
     @staticmethod
     async def settle(

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,7 @@ from app.observability import metrics
 from app.services import assistants as assistant_service
 from app.services.errors import Conflict, NotFound, ServiceError
 from app.store import idempotency
-from app.store.db import Database, utcnow
+from app.store.db import Database, as_utc, utcnow
 from app.store.hot import AssistantChanged, AssistantGuard
 from app.store.runs import Runs
 from app.store.tables import TERMINAL_RUN_STATUSES
@@ -506,10 +506,17 @@ async def cancel(
     c: Container, thread_id: str | None, run_id: str, *, wait: bool, action: str
 ) -> Row | None:
     """Stop the run; with `wait`, return its row once it ended (otherwise None)."""
+    if action != "interrupt":
+        # A rollback deletes the run as it stops: told before the read, the read could find
+        # it gone and answer 404 for the cancel that removed it.
+        row = await get(c, thread_id, run_id)
+        await stop_run(c.db, c.broker, row, action)
+        return await wait_terminal(c, run_id) if wait else None
     # Told before it is read: a worker executing it stops it meanwhile, and only if it is the
     # run of this thread (the read checks the rest: a run that ended or another thread's is
     # answered 404 and, not executing anywhere, was not touched). The checked message below
     # still goes out, for a worker that claims it at this moment.
+    asked_at = utcnow()
     told = asyncio.ensure_future(
         c.broker.send_control(
             {**cancel_message(run_id, action), "thread_id": thread_id, "unchecked": True}
@@ -519,10 +526,21 @@ async def cancel(
         row = await get(c, thread_id, run_id)
     finally:
         await told
-    await stop_run(c.db, c.broker, row, action)
+    if not _interrupted_since(row, asked_at):
+        await stop_run(c.db, c.broker, row, action)
+    # Otherwise the message stopped it before the read: done, as asked.
     if wait:
         return await wait_terminal(c, run_id)
     return None
+
+
+def _interrupted_since(row: Row, asked_at: datetime) -> bool:
+    """Whether the run was interrupted after `asked_at`: by this request's message, not by an
+    earlier cancel (which makes this one a 404). `ended_at` is the database's clock (Postgres'
+    now(), or this process's in SQLite): the same clock on one host; across hosts, a skew
+    larger than the moment between the message and the run's end reads as an earlier end."""
+    ended_at = as_utc(row.get("ended_at"))
+    return row["status"] == "interrupted" and ended_at is not None and ended_at >= asked_at
 
 
 async def stop_run(db: Database, broker: Broker, row: Row, action: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import uvicorn
 
+from app.stream.sse import frame
 from bench.graphs import emit_output, one_output
 
 READY_LINE = "floor server ready: "
@@ -49,9 +50,9 @@ def output_of(assistant: str, values: dict[str, Any]) -> Any:
     return None
 
 
-def frame(event: str, data: Any, seq: int | None = None) -> bytes:
-    body = b"event: %s\ndata: %s\n" % (event.encode(), orjson.dumps(data))
-    return body + (b"id: %d\n\n" % seq if seq is not None else b"\n")
+def event(name: str, data: Any, seq: int | None = None) -> bytes:
+    """One SSE frame, through Runyard's own framing."""
+    return frame(name, orjson.dumps(data), None if seq is None else str(seq))
 
 
 async def read_body(receive: Receive) -> Any:
@@ -79,8 +80,8 @@ async def stream(send: Send, body: dict[str, Any]) -> None:
     async def write(chunk: bytes) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-    await write(frame("metadata", {"run_id": str(uuid.uuid4()), "attempt": 1}))
-    await write(frame("values", values, 1))
+    await write(event("metadata", {"run_id": str(uuid.uuid4()), "attempt": 1}))
+    await write(event("values", values, 1))
     seq = 1
     if body.get("assistant_id") == "emit":
         token, events = values["token"], values.get("events", 10)
@@ -89,8 +90,8 @@ async def stream(send: Send, body: dict[str, Any]) -> None:
             if delay:
                 await asyncio.sleep(delay)
             seq += 1
-            await write(frame("custom", {"token": token, "seq": i, "of": events}, seq))
-    await write(frame("values", output_of(body["assistant_id"], values), seq + 1))
+            await write(event("custom", {"token": token, "seq": i, "of": events}, seq))
+    await write(event("values", output_of(body["assistant_id"], values), seq + 1))
     await send({"type": "http.response.body", "body": b""})
 
 

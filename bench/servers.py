@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.floor import READY_LINE as FLOOR_READY_LINE
 from bench.services import (
     REDIS_URL,
     PrivatePostgres,
@@ -212,7 +213,7 @@ class ReferenceProcess(RunyardProcess):
 class FloorProcess(RunyardProcess):
     """`python -m bench.floor`: the bench's answers without a server behind them."""
 
-    ready_line = "floor server ready: "
+    ready_line = FLOOR_READY_LINE
 
     def __init__(self) -> None:
         super().__init__("dev", {})

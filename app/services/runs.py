@@ -399,7 +399,7 @@ async def _insert_in_transaction(
                     cancelled = asked
         run = await Runs.insert(conn, run_row(thread, claimed=claim))
         if not fresh:
-            await Threads.mark_busy(conn, thread_id, thread_metadata or {})
+            await Threads.mark_busy(conn, thread_id, thread_metadata)
         if idempotency_key:
             await idempotency.remember(
                 conn, idempotency_key, run["run_id"], c.settings.IDEMPOTENCY_KEY_TTL_SECS

@@ -138,7 +138,9 @@ class Threads:
         await conn.execute(delete(threads).where(threads.c.thread_id == thread_id))
 
     @staticmethod
-    async def mark_busy(conn: AsyncConnection, thread_id: str, metadata: dict[str, Any]) -> None:
+    async def mark_busy(
+        conn: AsyncConnection, thread_id: str, metadata: dict[str, Any] | None
+    ) -> None:
         await conn.execute(
             _MARK_BUSY, {"m_thread_id": thread_id, "m_metadata": metadata, "m_now": utcnow()}
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psutil
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
@@ -177,18 +178,50 @@ class MemorySampler:
 
 
 class CpuMeter:
-    """CPU seconds the server's processes and this client spent between enter and exit."""
+    """CPU seconds the server's processes and this client spent between enter and exit, and
+    what the whole machine did meanwhile: the rest of its busy time (Postgres, Redis and any
+    other process), its idle time, and the time the hypervisor gave its cores to other guests
+    (steal), which is what makes this machine's speed drift."""
 
     def __init__(self, server: RunyardProcess) -> None:
         self.server = server
         self.server_seconds = 0.0
         self.client_seconds = 0.0
+        self.others_seconds = 0.0
+        self.idle_seconds = 0.0
+        self.steal_seconds = 0.0
 
     def __enter__(self) -> CpuMeter:
         self._server0 = self.server.cpu_seconds()
         self._client0 = time.process_time()
+        self._machine0 = psutil.cpu_times()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server_seconds = self.server.cpu_seconds() - self._server0
         self.client_seconds = time.process_time() - self._client0
+        before, after = self._machine0, psutil.cpu_times()
+        busy = _busy(after) - _busy(before)
+        self.others_seconds = max(0.0, busy - self.server_seconds - self.client_seconds)
+        self.idle_seconds = _idle(after) - _idle(before)
+        self.steal_seconds = getattr(after, "steal", 0.0) - getattr(before, "steal", 0.0)
+
+    def machine_figures(self, per: float = 1.0, unit: str = "s") -> dict[str, float]:
+        """The machine's side of the measurement, divided by `per` (runs), for the JSON."""
+        scale = 1000 / per if unit == "ms" else 1 / per
+        suffix = "_ms_per_run" if unit == "ms" else "_s"
+        return {
+            f"others_cpu{suffix}": round(self.others_seconds * scale, 2),
+            f"idle_cpu{suffix}": round(self.idle_seconds * scale, 2),
+            f"steal{suffix}": round(self.steal_seconds * scale, 2),
+        }
+
+
+def _busy(times: Any) -> float:
+    """CPU time spent running anything (Linux counts guest time in user time already)."""
+    fields = ("user", "nice", "system", "irq", "softirq")
+    return sum(getattr(times, name, 0.0) for name in fields)
+
+
+def _idle(times: Any) -> float:
+    return times.idle + getattr(times, "iowait", 0.0)

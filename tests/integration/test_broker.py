@@ -62,6 +62,18 @@ async def test_events_keep_their_bytes_and_ids_of_a_later_claim(broker: Broker) 
     assert [(e.seq, e.event, e.data) for e in await broker.replay(run_id, base)] == expected
 
 
+async def test_a_stray_byte_does_not_stop_the_events_after_it(broker: Broker) -> None:
+    sub = await broker.subscribe("run-stray")
+    try:
+        await asyncio.wait_for(broker.publish("run-stray", Event(1, "custom", b'"\xff"')), 5)
+        await asyncio.wait_for(broker.publish("run-stray", _event(2)), 5)
+        got = [await sub.get(5.0), await sub.get(5.0)]
+    finally:
+        await broker.unsubscribe(sub)
+    assert [e.seq for e in got if e is not None] == [1, 2]
+    assert got[1] is not None and got[1].data == b'{"n":2}'
+
+
 async def test_subscriber_receives_live_events_in_order(broker: Broker) -> None:
     sub = await broker.subscribe("run-live")
     try:

@@ -41,6 +41,7 @@ from bench.servers import open_stack
 class StreamTimes:
     metadata: float = 0.0
     customs: list[float] = field(default_factory=list)
+    values: float = 0.0  # the last `values` event: the graph has finished
     end: float = 0.0
 
 
@@ -58,6 +59,8 @@ async def _one(sdk: LangGraphClient, start: float) -> StreamTimes:
             times.metadata = now
         elif part.event == "custom":
             times.customs.append(now)
+        elif part.event == "values":
+            times.values = now
     times.end = time.perf_counter() - start
     return times
 
@@ -82,6 +85,7 @@ async def _burst(url: str, streams: int) -> None:
         "metadata": [r.metadata * ms for r in results],
         "first custom": [r.customs[0] * ms for r in results if r.customs],
         "last custom": [r.customs[-1] * ms for r in results if r.customs],
+        "final values": [r.values * ms for r in results],
         "end": [r.end * ms for r in results],
         "gap between customs": gaps,
     }

@@ -63,17 +63,17 @@ async def plain_run(graph: str, events: int, delay: float) -> int:
 
 async def measure(
     run: Callable[[str, int, float], Awaitable[int]], args: argparse.Namespace
-) -> tuple[float, float]:
-    """CPU seconds and wall seconds for `args.runs` runs, `args.concurrency` at a time."""
+) -> float:
+    """CPU seconds of `args.runs` runs, `args.concurrency` at a time."""
     remaining = iter(range(args.runs))
 
     async def lane() -> None:
         for _ in remaining:
             await run(args.graph, args.events, args.delay)
 
-    cpu, wall = time.process_time(), time.perf_counter()
+    started = time.process_time()
     await asyncio.gather(*(lane() for _ in range(min(args.concurrency, args.runs))))
-    return time.process_time() - cpu, time.perf_counter() - wall
+    return time.process_time() - started
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -84,8 +84,8 @@ async def main(args: argparse.Namespace) -> None:
     await measure(langgraph_run, argparse.Namespace(**{**vars(args), "runs": 20}))  # warm-up
     results: dict[str, list[float]] = {"langgraph": [], "plain asyncio": []}
     for _ in range(args.repeat):  # interleaved: this machine's speed drifts
-        results["langgraph"].append((await measure(langgraph_run, args))[0])
-        results["plain asyncio"].append((await measure(plain_run, args))[0])
+        results["langgraph"].append(await measure(langgraph_run, args))
+        results["plain asyncio"].append(await measure(plain_run, args))
     print(
         f"{args.runs} runs of {args.graph!r} ({shape}), {args.concurrency} at a time; "
         f"medians of {args.repeat}"

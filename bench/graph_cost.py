@@ -24,19 +24,32 @@ from collections.abc import Awaitable, Callable
 import uvloop
 from langgraph.checkpoint.memory import InMemorySaver
 
+from app.agents.executor import stream_graph
+from app.worker.execute import durability_of
 from bench.graphs import emit, emit_input, one
 
 STREAM_MODES = ["custom", "values"]
 
 
 async def langgraph_run(graph: str, events: int, delay: float) -> int:
-    """One run as the server executes a stateless one; returns the chunks streamed."""
+    """One run as the server executes a stateless one, through the server's own
+    `stream_graph` and with its durability; returns the chunks streamed."""
     compiled = (emit if graph == "emit" else one).copy(update={"checkpointer": InMemorySaver()})
     token = uuid.uuid4().hex
     graph_input = emit_input(token, events, delay) if graph == "emit" else {"token": token}
-    config = {"configurable": {"thread_id": token}}
     chunks = 0
-    async for _ in compiled.astream(graph_input, config, stream_mode=STREAM_MODES):
+    async for _ in stream_graph(
+        compiled,
+        input=graph_input,
+        command=None,
+        config={"configurable": {"thread_id": token}},
+        context=None,
+        stream_modes=STREAM_MODES,
+        subgraphs=False,
+        interrupt_before=None,
+        interrupt_after=None,
+        durability=durability_of({"temporary": True, "stream_mode": STREAM_MODES}),
+    ):
         chunks += 1
     return chunks
 

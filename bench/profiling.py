@@ -30,6 +30,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("claim a run (Runs.next)", "Runs.next"),
     ("read final state (checkpointer)", "read_final_state"),
     ("finalize (Postgres: run, thread)", "WorkerPool._finalize"),
+    ("run the graph (LangGraph + checkpoints)", "run_graph (app/agents/executor.py)"),
     ("run the graph (LangGraph + checkpoints)", "stream_graph (app/agents/executor.py)"),
     ("create a run (API: validate, Postgres insert, wake)", "_create (app/services/runs.py)"),
     ("create: idempotency and capacity checks", "create (app/services/runs.py)"),

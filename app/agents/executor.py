@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langgraph.pregel import Pregel
 from langgraph.types import Command
+
+from app.agents.stream_hooks import HOOKS_AVAILABLE, Chunk, hooked_config
 
 # stream_mode names of the API, and the LangGraph stream modes that feed them.
 API_STREAM_MODES = {
@@ -72,53 +75,118 @@ class _LegacyMessages:
         return out
 
 
-async def stream_graph(
-    graph: Pregel,
-    *,
-    input: Any,
-    command: dict[str, Any] | None,
-    config: dict[str, Any],
-    context: dict[str, Any] | None,
-    stream_modes: list[str],
-    subgraphs: bool,
-    interrupt_before: Sequence[str] | str | None,
-    interrupt_after: Sequence[str] | str | None,
-    durability: str | None,
-) -> AsyncIterator[tuple[str, Any]]:
-    """Yield (event name, payload) for every chunk the requested stream modes produce."""
-    graph_input: Any = build_command(command) or input
-    kwargs: dict[str, Any] = {}
-    if context:
-        kwargs["context"] = context
-    if interrupt_before:
-        kwargs["interrupt_before"] = interrupt_before
-    if interrupt_after:
-        kwargs["interrupt_after"] = interrupt_after
-    if durability:
-        kwargs["durability"] = durability
+class ChunkNames:
+    """Event names and payloads of the API for LangGraph's (namespace, mode, chunk) triples."""
 
-    if "events" in stream_modes:
-        async for event in graph.astream_events(graph_input, config, version="v2", **kwargs):
+    def __init__(self, stream_modes: list[str]) -> None:
+        self._tuple_messages = "messages-tuple" in stream_modes
+        self._legacy = _LegacyMessages() if "messages" in stream_modes else None
+
+    def pairs(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> list[tuple[str, Any]]:
+        suffix = "|" + "|".join(namespace) if namespace else ""
+        if mode != "messages":
+            return [(f"{mode}{suffix}", chunk)]
+        message, metadata = chunk
+        out: list[tuple[str, Any]] = []
+        if self._tuple_messages:
+            out.append((f"messages{suffix}", (message, metadata)))
+        if self._legacy is not None:
+            out.extend(self._legacy.feed(message, metadata, suffix))
+        return out
+
+
+@dataclass(frozen=True)
+class GraphCall:
+    """One run of a graph, as the API asked for it."""
+
+    input: Any
+    config: dict[str, Any]
+    stream_modes: list[str]
+    command: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    subgraphs: bool = False
+    interrupt_before: Sequence[str] | str | None = None
+    interrupt_after: Sequence[str] | str | None = None
+    durability: str | None = None
+
+    @property
+    def graph_input(self) -> Any:
+        return build_command(self.command) or self.input
+
+    @property
+    def langgraph_modes(self) -> set[str]:
+        return {API_STREAM_MODES[m] for m in self.stream_modes if API_STREAM_MODES.get(m)}
+
+    def astream_kwargs(self) -> dict[str, Any]:
+        named = {
+            "context": self.context,
+            "interrupt_before": self.interrupt_before,
+            "interrupt_after": self.interrupt_after,
+            "durability": self.durability,
+        }
+        return {key: value for key, value in named.items() if value}
+
+
+async def run_graph(
+    graph: Pregel,
+    call: GraphCall,
+    sink: Callable[[str, Any], None],
+    *,
+    hooks: bool = HOOKS_AVAILABLE,
+) -> None:
+    """Run the graph, passing (event name, payload) to `sink` for every chunk the requested
+    stream modes produce, on the event loop's thread, as the graph produces it (through
+    `stream_hooks`; with `hooks` off, or for the `events` mode, read from `astream`)."""
+    if not hooks or "events" in call.stream_modes:
+        async for name, payload in stream_graph(graph, call):
+            sink(name, payload)
+        return
+    names = ChunkNames(call.stream_modes)
+    running = True
+
+    def receive(chunk: Chunk) -> None:
+        namespace, mode, payload = chunk
+        # Not after the run: a sync node's thread outlives a cancelled run, and its end is
+        # published once this returns.
+        if not running or (namespace and not call.subgraphs):
+            return
+        for name, data in names.pairs(namespace, mode, payload):
+            sink(name, data)
+
+    hooked = hooked_config(
+        call.config, call.langgraph_modes, receive, subgraphs=call.subgraphs, store=graph.store
+    )
+    try:
+        async for _ in graph.astream(
+            call.graph_input, hooked, stream_mode=[], **call.astream_kwargs()
+        ):
+            pass  # nothing is asked of the iterator: every chunk went to `receive`
+    finally:
+        running = False
+
+
+async def stream_graph(graph: Pregel, call: GraphCall) -> AsyncIterator[tuple[str, Any]]:
+    """Yield (event name, payload) for every chunk the requested stream modes produce, read
+    from LangGraph's `astream` (or `astream_events`) iterator."""
+    kwargs = call.astream_kwargs()
+    if "events" in call.stream_modes:
+        async for event in graph.astream_events(
+            call.graph_input, call.config, version="v2", **kwargs
+        ):
             yield "events", event
         return
 
-    lg_modes = sorted({API_STREAM_MODES[m] for m in stream_modes if API_STREAM_MODES.get(m)})
-    tuple_messages = "messages-tuple" in stream_modes
-    legacy = _LegacyMessages() if "messages" in stream_modes else None
+    names = ChunkNames(call.stream_modes)
     async for item in graph.astream(
-        graph_input, config, stream_mode=lg_modes, subgraphs=subgraphs, **kwargs
+        call.graph_input,
+        call.config,
+        stream_mode=sorted(call.langgraph_modes),
+        subgraphs=call.subgraphs,
+        **kwargs,
     ):
-        if subgraphs:
+        if call.subgraphs:
             namespace, mode, chunk = item
         else:
             namespace, (mode, chunk) = (), item
-        suffix = "|" + "|".join(namespace) if namespace else ""
-        if mode == "messages":
-            message, metadata = chunk
-            if tuple_messages:
-                yield f"messages{suffix}", (message, metadata)
-            if legacy is not None:
-                for pair in legacy.feed(message, metadata, suffix):
-                    yield pair
-            continue
-        yield f"{mode}{suffix}", chunk
+        for pair in names.pairs(namespace, mode, chunk):
+            yield pair

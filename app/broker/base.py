@@ -153,6 +153,11 @@ class Broker(abc.ABC):
         """Append to the run's replay log and relay to live listeners, in one round trip."""
 
     @abc.abstractmethod
+    def publish_nowait(self, run_id: str, event: Event) -> None:
+        """`publish` for a run executing here (`claim_local`) by a caller that cannot wait:
+        a graph's stream hooks, called inside the graph's own code."""
+
+    @abc.abstractmethod
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         """Logged events with seq > after_seq, in order."""
 

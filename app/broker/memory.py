@@ -26,6 +26,12 @@ class MemoryBroker(Broker):
         self.wakeups.signal()
 
     async def publish(self, run_id: str, event: Event, *, final: bool = False) -> None:
+        self._publish(run_id, event, final)
+
+    def publish_nowait(self, run_id: str, event: Event) -> None:
+        self._publish(run_id, event, False)
+
+    def _publish(self, run_id: str, event: Event, final: bool) -> None:
         log = self._logs.get(run_id)
         if log is None:
             log = self._logs[run_id] = deque(maxlen=self._maxlen)

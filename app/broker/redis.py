@@ -56,8 +56,9 @@ _LOG_SUFFIX = ":events"  # the script finds a run's channel by dropping it from 
 _SUBSCRIBE_CONFIRM_SECS = 2.0
 _BLPOP_SECS = 1.0
 _EXPIRE_EVERY = 64
-# A publisher waits for Redis only while this many events are queued: a fast run is not
-# slowed down to Redis's pace, a runaway one cannot fill the memory.
+# A publisher that can wait waits for Redis only while this many events are queued: a fast
+# run is not slowed down to Redis's pace. A graph's own events cannot wait (they are
+# published inside the graph's code, as LangGraph would queue them for `astream`).
 _OUTBOX_HIGH_WATER = 5_000
 # The events of runs executing here wait this long for others before they go to Redis: this
 # process's listeners have them already, and the other processes get them this much later in
@@ -285,19 +286,32 @@ class RedisBroker(Broker):
         the queue is long (backpressure); any other (the end of a pending run cancelled
         here) until its event is written."""
         local = self._local.get(run_id)
+        wait = local is None or len(self._outbox) >= _OUTBOX_HIGH_WATER
+        done = asyncio.get_running_loop().create_future() if wait else None
+        self._queue(run_id, event, final, local, done)
+        if done is not None:
+            await asyncio.shield(done)
+
+    def publish_nowait(self, run_id: str, event: Event) -> None:
+        self._queue(run_id, event, False, self._local.get(run_id), None)
+
+    def _queue(
+        self,
+        run_id: str,
+        event: Event,
+        final: bool,
+        local: tuple[int, deque[Event]] | None,
+        done: asyncio.Future[None] | None,
+    ) -> None:
         if local is not None:
             local[1].append(event)
             for sub in self._subs.get(run_id, ()):
                 sub.put(event)
-        wait = local is None or len(self._outbox) >= _OUTBOX_HIGH_WATER
-        done = asyncio.get_running_loop().create_future() if wait else None
         self._outbox.append((run_id, event, final, done))
-        if wait or final or len(self._outbox) >= _LINGER_MAX_EVENTS:
+        if done is not None or final or len(self._outbox) >= _LINGER_MAX_EVENTS:
             self._hurry()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_outbox(), name="runyard-publish")
-        if done is not None:
-            await asyncio.shield(done)
 
     async def flush(self) -> None:
         if self._outbox:

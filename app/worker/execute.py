@@ -11,7 +11,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from app import serde
-from app.agents.executor import stream_graph
+from app.agents.executor import GraphCall, run_graph
 from app.agents.registry import GraphRegistry
 from app.agents.run_checkpointer import RunCheckpointer
 from app.broker import Broker, Event
@@ -41,13 +41,21 @@ class EventEmitter:
         self._progress = progress
 
     async def emit(self, name: str, payload: Any) -> None:
+        await self._broker.publish(self._progress.run_id, self._next(name, payload))
+
+    def emit_now(self, name: str, payload: Any) -> None:
+        """`emit` without waiting for the broker: for the graph's chunks, handed over inside
+        the graph's own code."""
+        self._broker.publish_nowait(self._progress.run_id, self._next(name, payload))
+
+    def _next(self, name: str, payload: Any) -> Event:
         try:
             data = serde.dumps(payload)
         except Exception as exc:  # an agent emitted something JSON cannot hold
             data = serde.dumps({"unserializable": repr(payload), "reason": str(exc)})
         self._progress.seq += 1
-        await self._broker.publish(self._progress.run_id, Event(self._progress.seq, name, data))
         metrics.EVENTS_PUBLISHED.inc()
+        return Event(self._progress.seq, name, data)
 
     async def flush(self) -> None:
         """Return once what was emitted so far is in the replay log."""
@@ -135,7 +143,18 @@ async def execute(
         graph_input, command = None, None
         config["configurable"].pop("checkpoint_id", None)
     try:
-        await _stream(graph, graph_input, command, config, kwargs, emitter, durability)
+        call = GraphCall(
+            input=graph_input,
+            command=command,
+            config=config,
+            context=kwargs.get("context"),
+            stream_modes=stream_modes_of(kwargs),
+            subgraphs=bool(kwargs.get("subgraphs")),
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            durability=durability,
+        )
+        await run_graph(graph, call, emitter.emit_now)
     except BaseException:
         if isinstance(saver, RunCheckpointer):
             await saver.stopped()
@@ -143,30 +162,6 @@ async def execute(
     if isinstance(saver, RunCheckpointer):
         # Everything the graph saved is stored before the run is finalized.
         await saver.drain()
-
-
-async def _stream(
-    graph: Any,
-    graph_input: Any,
-    command: Any,
-    config: dict[str, Any],
-    kwargs: dict[str, Any],
-    emitter: EventEmitter,
-    durability: str | None,
-) -> None:
-    async for name, payload in stream_graph(
-        graph,
-        input=graph_input,
-        command=command,
-        config=config,
-        context=kwargs.get("context"),
-        stream_modes=stream_modes_of(kwargs),
-        subgraphs=bool(kwargs.get("subgraphs")),
-        interrupt_before=kwargs.get("interrupt_before"),
-        interrupt_after=kwargs.get("interrupt_after"),
-        durability=durability,
-    ):
-        await emitter.emit(name, payload)
 
 
 async def _left_off_midway(graph: Any, run: dict[str, Any]) -> bool:

@@ -12,6 +12,10 @@ from langgraph.types import Command
 
 from app.agents.stream_hooks import HOOKS_AVAILABLE, Chunk, hooked_config
 
+# Whether `run_graph` takes chunks through the stream hooks: they import, and (once
+# `app.agents.hooks_check` ran) they give what the iterator gives.
+use_hooks = HOOKS_AVAILABLE
+
 # stream_mode names of the API, and the LangGraph stream modes that feed them.
 API_STREAM_MODES = {
     "values": "values",
@@ -132,12 +136,13 @@ async def run_graph(
     call: GraphCall,
     sink: Callable[[str, Any], None],
     *,
-    hooks: bool = HOOKS_AVAILABLE,
+    hooks: bool | None = None,
 ) -> None:
     """Run the graph, passing (event name, payload) to `sink` for every chunk the requested
     stream modes produce, on the event loop's thread, as the graph produces it (through
-    `stream_hooks`; with `hooks` off, or for the `events` mode, read from `astream`)."""
-    if not hooks or "events" in call.stream_modes:
+    `stream_hooks`; with `hooks` off, or for the `events` mode, read from `astream`).
+    `hooks` defaults to `use_hooks`."""
+    if not (use_hooks if hooks is None else hooks) or "events" in call.stream_modes:
         async for name, payload in stream_graph(graph, call):
             sink(name, payload)
         return

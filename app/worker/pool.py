@@ -14,6 +14,7 @@ from typing import Any
 from sse_starlette.sse import AppStatus
 
 from app import serde
+from app.agents.hooks_check import check_hooks
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.broker.wakeups import Handoff
 from app.container import Container
@@ -110,6 +111,8 @@ class WorkerPool:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.n_jobs:
+            await check_hooks()
         metrics.WORKER_TASKS.inc(self.n_jobs)
         self.c.broker.wakeups.capacity = max(1, self.n_jobs)
         for i in range(self.n_jobs):

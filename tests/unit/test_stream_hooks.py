@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import operator
 import re
 import threading
@@ -27,7 +28,9 @@ from langgraph.types import Send, interrupt
 from typing_extensions import TypedDict
 
 from app import serde
+from app.agents import executor
 from app.agents.executor import GraphCall, run_graph
+from app.agents.hooks_check import check_hooks
 from app.agents.stream_hooks import HOOKS_AVAILABLE
 
 pytestmark = pytest.mark.skipif(not HOOKS_AVAILABLE, reason="this LangGraph has no stream hooks")
@@ -287,3 +290,42 @@ async def test_a_sync_nodes_thread_writes_nothing_after_its_run_was_cancelled() 
         assert len(received) == count
     finally:
         stop.set()
+
+
+async def test_the_startup_check_keeps_the_hooks_when_they_agree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(executor, "use_hooks", True)
+    assert await check_hooks() is True
+    assert executor.use_hooks is True
+
+
+@pytest.mark.parametrize("fault", ["drops custom events", "raises"])
+async def test_the_startup_check_turns_off_hooks_that_misbehave(
+    fault: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a LangGraph release that changed its internals would look like: the process then
+    reads the iterator, and says so."""
+    monkeypatch.setattr(executor, "use_hooks", True)
+    real = executor.hooked_config
+
+    def faulty(config: dict[str, Any], modes: set[str], *args: Any, **kwargs: Any) -> Any:
+        if fault == "raises":
+            raise KeyError("__pregel_stream")
+        return real(config, modes - {"custom"}, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "hooked_config", faulty)
+    with caplog.at_level(logging.WARNING, logger="runyard.agents"):
+        assert await check_hooks() is False
+    assert executor.use_hooks is False
+    assert "graph output is read from astream instead" in caplog.text
+    # And runs still stream, through the iterator.
+    received: list[Any] = []
+    await run_graph(
+        _single("talk", talk).compile(),
+        GraphCall(
+            input={"messages": [HumanMessage(content="hi")]}, config={}, stream_modes=["custom"]
+        ),
+        lambda name, data: received.append(data),
+    )
+    assert received == [{"before": "model"}, {"after": "model"}]

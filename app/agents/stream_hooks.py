@@ -25,6 +25,7 @@ from typing import Any
 try:
     from langgraph._internal._constants import (
         CONF,
+        CONFIG_KEY_CHECKPOINT_MAP,
         CONFIG_KEY_CHECKPOINT_NS,
         CONFIG_KEY_RUNTIME,
         CONFIG_KEY_STREAM,
@@ -67,9 +68,19 @@ def hooked_config(
             loop.call_soon_threadsafe(receive, chunk)
 
     def write_custom(payload: Any) -> None:
-        # The writing task's namespace, less its own segment: its graph's, as LangGraph's own
-        # writer computes it.
-        task_ns = get_config()[CONF][CONFIG_KEY_CHECKPOINT_NS]
+        task = get_config()[CONF]
+        if not subgraphs:
+            # Only the root graph's tasks write to the root's stream then (a subgraph run
+            # without `subgraphs` has a writer that drops). A task of the root graph sees one
+            # checkpoint in its map, also when nested under a task that called it (the
+            # functional API); a subgraph's task sees its own graph's checkpoint too.
+            if len(set((task.get(CONFIG_KEY_CHECKPOINT_MAP) or {}).values())) > 1:
+                return
+            on_loop(((), "custom", payload))
+            return
+        # The writing task's namespace, less its own segment, as LangGraph's own writer
+        # computes it.
+        task_ns = task[CONFIG_KEY_CHECKPOINT_NS]
         on_loop((tuple(task_ns.split(NS_SEP)[:-1]), "custom", payload))
 
     configurable = dict(config.get(CONF) or {})

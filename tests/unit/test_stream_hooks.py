@@ -20,6 +20,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_store, get_stream_writer
+from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -135,7 +136,37 @@ def _nested() -> Any:
     return _chain(("first", talk), ("child", deeper))
 
 
+_called_inside = _chain(("talk", talk), ("sync", sync_emit)).compile()
+
+
+async def calls_a_graph(state: State) -> State:
+    """A graph run from inside a node's code, not added as a node."""
+    result = await _called_inside.ainvoke({"messages": state["messages"]})
+    get_stream_writer()({"inner log": result["log"]})
+    return {"messages": result["messages"][-1:], "log": ["called"]}
+
+
+class _Functional:
+    """The functional API's graph (an `entrypoint` with `task`s), compiled like the others."""
+
+    def compile(self, checkpointer: Any, store: Any) -> Any:
+        @task
+        async def double(x: int) -> int:
+            get_stream_writer()({"doubling": x})
+            return 2 * x
+
+        @entrypoint(checkpointer=checkpointer, store=store)
+        async def workflow(inputs: dict[str, Any], *, previous: Any = None) -> Any:
+            doubled = await asyncio.gather(*(double(i) for i in inputs.get("items", [])))
+            get_stream_writer()({"previous": previous})
+            return entrypoint.final(value=doubled, save=sum(doubled))
+
+        return workflow
+
+
 GRAPHS = {
+    "functional": _Functional,
+    "invoked": lambda: _single("calls", calls_a_graph),
     "talk": lambda: _single("talk", talk),
     "sync": lambda: _single("sync", sync_emit),
     "fan_out": _fan_out,
@@ -178,7 +209,11 @@ def _normalized(events: list[tuple[str, Any]]) -> list[Any]:
 
 
 # A second run on the thread, after the first stopped: (input, command, interrupt_before).
-RESUMED = {"interrupt": (None, {"resume": "yes"}, None), "paused": (None, None, None)}
+RESUMED = {
+    "interrupt": (None, {"resume": "yes"}, None),
+    "paused": (None, None, None),
+    "functional": ({"items": [5]}, None, None),  # sees the first run's saved value
+}
 PAUSE_BEFORE = {"paused": ["sync"]}
 
 
@@ -219,7 +254,10 @@ async def test_hooks_stream_what_astream_streams(graph_name: str, subgraphs: boo
         expected = await _events(graph_name, modes, subgraphs, hooks=False)
         got = await _events(graph_name, modes, subgraphs, hooks=True)
         assert got == expected, f"{graph_name} {modes}"
-        silent = graph_name == "settings" and modes in (["messages"], ["messages-tuple"])
+        silent = graph_name in ("settings", "functional") and modes in (
+            ["messages"],
+            ["messages-tuple"],
+        )
         assert expected[0] or silent, f"{graph_name} {modes} streamed nothing: proves nothing"
 
 

@@ -274,6 +274,37 @@ async def test_events_reach_logs_and_channels_after_redis_forgot_the_script() ->
             await listener.close()
 
 
+async def test_events_go_on_after_the_senders_connection_was_dropped() -> None:
+    """The sender keeps one Redis connection from batch to batch: when Redis drops it (a
+    restart, a proxy's idle timeout), the next batch reconnects and still reaches the log
+    and the channel."""
+    with redis_prefix() as prefix:
+        publisher = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        listener = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        await publisher.start()
+        await listener.start()
+        redis = publisher.client  # type: ignore[attr-defined]
+        try:
+            sub = await listener.subscribe("run-dropped")
+            for seq in (1, 2):
+                await publisher.publish("run-dropped", _event(seq))
+                assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
+            senders = [
+                c["id"] for c in await redis.client_list() if c["cmd"] in ("evalsha", "eval")
+            ]
+            assert senders, "no connection ran the append script"
+            for client_id in senders:
+                await redis.client_kill_filter(_id=client_id)
+            for seq in (3, 4):
+                await publisher.publish("run-dropped", _event(seq))
+                assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
+            assert [e.seq for e in await listener.replay("run-dropped", 0)] == [1, 2, 3, 4]
+            await listener.unsubscribe(sub)
+        finally:
+            await publisher.close()
+            await listener.close()
+
+
 @contextlib.asynccontextmanager
 async def _lingering_pair(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Any, Any]]:
     """Two processes' brokers on one prefix, whose relay batches linger a minute: only an end,
@@ -300,13 +331,13 @@ async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(
     linger, and its end goes at once with everything queued before it."""
     async with _lingering_pair(monkeypatch) as (here, elsewhere):
         calls: list[int] = []
-        script = here._append_and_publish
+        send = here._append_and_send
 
-        async def counted(*, keys: list, args: tuple) -> object:
+        async def counted(keys: list, args: tuple) -> None:
             calls.append(len(ormsgpack.unpackb(args[2])) // 5)
-            return await script(keys=keys, args=args)
+            await send(keys, args)
 
-        here._append_and_publish = counted
+        here._append_and_send = counted
         sub = await elsewhere.subscribe("lingering")
         here.claim_local("lingering", 0)
         for seq in range(1, 6):

@@ -29,6 +29,21 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
         await made.close()
 
 
+@contextlib.asynccontextmanager
+async def _redis_pair() -> AsyncIterator[tuple[Any, Any, str]]:
+    """Two processes' Redis brokers on one prefix of their own, and the prefix."""
+    with redis_prefix() as prefix:
+        one = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        two = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
+        await one.start()
+        await two.start()
+        try:
+            yield one, two, prefix
+        finally:
+            await one.close()
+            await two.close()
+
+
 def _event(seq: int) -> Event:
     return Event(seq, "custom", b'{"n":%d}' % seq)
 
@@ -122,17 +137,9 @@ async def test_hundreds_of_idle_workers_leave_redis_usable(broker: Broker) -> No
 
 async def test_a_busy_process_leaves_sentinels_to_idle_ones() -> None:
     """A process none of whose workers waits takes no sentinel off the shared list."""
-    with redis_prefix() as prefix:
-        busy = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
-        idle = create_broker(REDIS_URL, prefix=prefix, maxlen=100, ttl=60)
-        await busy.start()
-        await idle.start()
-        try:
-            await busy.wake()
-            assert await idle.wait_wake(5.0) is False
-        finally:
-            await busy.close()
-            await idle.close()
+    async with _redis_pair() as (busy, idle, _):
+        await busy.wake()
+        assert await idle.wait_wake(5.0) is False
 
 
 async def _blocked_clients() -> int:
@@ -240,69 +247,51 @@ async def test_events_reach_logs_and_channels_after_redis_forgot_the_script() ->
     """Events queued together go to Redis in calls of the append-and-publish script: each
     reaches its own run's log and channel, an event whose id the log refuses is still
     published, and a Redis that lost its script cache (restart, failover) gets it again."""
-    with redis_prefix() as prefix:
-        publisher = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        listener = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        await publisher.start()
-        await listener.start()
+    async with _redis_pair() as (publisher, listener, prefix):
         redis = publisher.client  # type: ignore[attr-defined]
-        try:
-            subs = {run: await listener.subscribe(run) for run in ("run-a", "run-b")}
-            await redis.script_flush()
-            # Published without waiting, one after the other: they share the calls.
-            for seq in (1, 2, 3):
-                for run in ("run-a", "run-b"):
-                    await publisher.publish(run, _event(seq))
-            for run, sub in subs.items():
-                got = [await sub.get(5.0) for _ in range(3)]
-                assert [e.seq for e in got if e is not None] == [1, 2, 3], run
-            async with asyncio.timeout(5):
-                while await redis.xlen(f"{prefix}run:run-b:events") < 3:
-                    await asyncio.sleep(0.01)
-            assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
-            assert await redis.ttl(f"{prefix}run:run-a:events") > 0
+        subs = {run: await listener.subscribe(run) for run in ("run-a", "run-b")}
+        await redis.script_flush()
+        # Published without waiting, one after the other: they share the calls.
+        for seq in (1, 2, 3):
+            for run in ("run-a", "run-b"):
+                await publisher.publish(run, _event(seq))
+        for run, sub in subs.items():
+            got = [await sub.get(5.0) for _ in range(3)]
+            assert [e.seq for e in got if e is not None] == [1, 2, 3], run
+        async with asyncio.timeout(5):
+            while await redis.xlen(f"{prefix}run:run-b:events") < 3:
+                await asyncio.sleep(0.01)
+        assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
+        assert await redis.ttl(f"{prefix}run:run-a:events") > 0
 
-            # An id the log already has: not logged twice, still relayed.
-            await publisher.publish("run-a", Event(2, "custom", b'{"again":true}'))
-            again = await subs["run-a"].get(5.0)
-            assert again is not None and again.data == b'{"again":true}'
-            assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
-            for sub in subs.values():
-                await listener.unsubscribe(sub)
-        finally:
-            await publisher.close()
-            await listener.close()
+        # An id the log already has: not logged twice, still relayed.
+        await publisher.publish("run-a", Event(2, "custom", b'{"again":true}'))
+        again = await subs["run-a"].get(5.0)
+        assert again is not None and again.data == b'{"again":true}'
+        assert [e.seq for e in await listener.replay("run-a", 0)] == [1, 2, 3]
+        for sub in subs.values():
+            await listener.unsubscribe(sub)
 
 
 async def test_events_go_on_after_the_senders_connection_was_dropped() -> None:
     """The sender keeps one Redis connection from batch to batch: when Redis drops it (a
     restart, a proxy's idle timeout), the next batch reconnects and still reaches the log
     and the channel."""
-    with redis_prefix() as prefix:
-        publisher = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        listener = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        await publisher.start()
-        await listener.start()
+    async with _redis_pair() as (publisher, listener, _):
         redis = publisher.client  # type: ignore[attr-defined]
-        try:
-            sub = await listener.subscribe("run-dropped")
-            for seq in (1, 2):
-                await publisher.publish("run-dropped", _event(seq))
-                assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
-            senders = [
-                c["id"] for c in await redis.client_list() if c["cmd"] in ("evalsha", "eval")
-            ]
-            assert senders, "no connection ran the append script"
-            for client_id in senders:
-                await redis.client_kill_filter(_id=client_id)
-            for seq in (3, 4):
-                await publisher.publish("run-dropped", _event(seq))
-                assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
-            assert [e.seq for e in await listener.replay("run-dropped", 0)] == [1, 2, 3, 4]
-            await listener.unsubscribe(sub)
-        finally:
-            await publisher.close()
-            await listener.close()
+        sub = await listener.subscribe("run-dropped")
+        for seq in (1, 2):
+            await publisher.publish("run-dropped", _event(seq))
+            assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
+        senders = [c["id"] for c in await redis.client_list() if c["cmd"] in ("evalsha", "eval")]
+        assert senders, "no connection ran the append script"
+        for client_id in senders:
+            await redis.client_kill_filter(_id=client_id)
+        for seq in (3, 4):
+            await publisher.publish("run-dropped", _event(seq))
+            assert (await sub.get(5.0)).seq == seq  # type: ignore[union-attr]
+        assert [e.seq for e in await listener.replay("run-dropped", 0)] == [1, 2, 3, 4]
+        await listener.unsubscribe(sub)
 
 
 @contextlib.asynccontextmanager
@@ -312,16 +301,8 @@ async def _lingering_pair(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tupl
     from app.broker import redis as redis_broker
 
     monkeypatch.setattr(redis_broker, "_LINGER_SECS", 60.0)
-    with redis_prefix() as prefix:
-        here = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        elsewhere = create_broker(REDIS_URL, prefix=prefix, maxlen=1000, ttl=60)
-        await here.start()
-        await elsewhere.start()
-        try:
-            yield here, elsewhere
-        finally:
-            await here.close()
-            await elsewhere.close()
+    async with _redis_pair() as (here, elsewhere, _):
+        yield here, elsewhere
 
 
 async def test_events_of_a_run_here_linger_for_company_and_its_end_does_not(

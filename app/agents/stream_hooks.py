@@ -32,7 +32,7 @@ try:
         NS_SEP,
     )
     from langgraph.config import get_config
-    from langgraph.pregel._messages import StreamMessagesHandler, graph_namespace
+    from langgraph.pregel._messages import StreamMessagesHandler
     from langgraph.pregel.protocol import StreamProtocol
     from langgraph.runtime import Runtime
 
@@ -53,19 +53,29 @@ def hooked_config(
     store: Any,
 ) -> dict[str, Any]:
     """`config` with hooks that pass every chunk of `modes` to `receive`, on the event loop's
-    thread (chunks of a sync node, produced in an executor thread, are handed over in order).
-    Chunks of subgraphs come too, with their namespace, also without `subgraphs`: LangGraph's
-    loop produces them for a parent's stream, and the caller drops them. The caller runs
-    `astream` with `stream_mode=[]`. `store` is the graph's: LangGraph takes a given runtime's
-    store instead of the graph's own."""
+    thread, in the order `astream` would yield them. Chunks of subgraphs come too, with their
+    namespace, also without `subgraphs`: LangGraph's loop produces them for a parent's stream,
+    and the caller drops them. The caller runs `astream` with `stream_mode=[]`. `store` is the
+    graph's: LangGraph takes a given runtime's store instead of the graph's own."""
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
 
-    def on_loop(chunk: Chunk) -> None:
+    # `astream` takes the root graph's own chunks into its queue as they are made, and those
+    # of the custom writer, the messages handler and subgraphs one turn of the event loop
+    # later (handed over with `call_soon_threadsafe`, from whichever thread made them), so
+    # does this: the same order, where a parallel task's end falls between such a chunk and
+    # the next.
+    def later(chunk: Chunk) -> None:
         if threading.get_ident() == loop_thread:
-            receive(chunk)
+            loop.call_soon(receive, chunk)
         else:
             loop.call_soon_threadsafe(receive, chunk)
+
+    def from_a_loop(chunk: Chunk) -> None:
+        if chunk[0] or threading.get_ident() != loop_thread:
+            later(chunk)
+        else:
+            receive(chunk)
 
     def write_custom(payload: Any) -> None:
         task = get_config()[CONF]
@@ -76,15 +86,15 @@ def hooked_config(
             # functional API); a subgraph's task sees its own graph's checkpoint too.
             if len(set((task.get(CONFIG_KEY_CHECKPOINT_MAP) or {}).values())) > 1:
                 return
-            on_loop(((), "custom", payload))
+            later(((), "custom", payload))
             return
         # The writing task's namespace, less its own segment, as LangGraph's own writer
         # computes it.
         task_ns = task[CONFIG_KEY_CHECKPOINT_NS]
-        on_loop((tuple(task_ns.split(NS_SEP)[:-1]), "custom", payload))
+        later((tuple(task_ns.split(NS_SEP)[:-1]), "custom", payload))
 
     configurable = dict(config.get(CONF) or {})
-    configurable[CONFIG_KEY_STREAM] = StreamProtocol(on_loop, set(modes))
+    configurable[CONFIG_KEY_STREAM] = StreamProtocol(from_a_loop, set(modes))
     # A graph whose own modes lack `custom` takes its writer from here, as a subgraph does.
     writer = write_custom if "custom" in modes else _drop
     given = configurable.get(CONFIG_KEY_RUNTIME)
@@ -98,7 +108,7 @@ def hooked_config(
         )
     hooked = {**config, CONF: configurable}
     if "messages" in modes:
-        handler = StreamMessagesHandler(on_loop, True) if subgraphs else _RootMessages(on_loop)
+        handler = StreamMessagesHandler(later, True) if subgraphs else _RootMessages(later)
         hooked["callbacks"] = [*(config.get("callbacks") or []), handler]
     return hooked
 
@@ -106,30 +116,20 @@ def hooked_config(
 if HOOKS_AVAILABLE:
 
     class _RootMessages(StreamMessagesHandler):
-        """The `messages` handler of a run without `subgraphs`. LangGraph's own, made with
-        `subgraphs` off, ignores the model calls and nodes of subgraphs, so that a subgraph's
-        messages reach the stream once, complete, from the root node that ran it. Given in the
-        config such a handler is dropped by the root graph (which takes it for a caller's), so
-        this one says `subgraphs` and ignores them itself."""
+        """The `messages` handler of a run without `subgraphs`: LangGraph's own, made with
+        `subgraphs` off, except that it survives the root graph's start. Given in the config,
+        such a handler is dropped by the root graph as a caller's, so this one says
+        `subgraphs` until then; from the root graph's own start on it says no, as
+        LangGraph's does: it ignores the model calls and nodes of subgraphs (a subgraph's
+        messages reach the stream once, complete, from the root node that ran it), and a
+        graph run with a config of its own from inside a node drops it."""
 
         def __init__(self, stream: Callable[[Chunk], None]) -> None:
             super().__init__(stream, True)
 
-        def on_chat_model_start(self, *args: Any, **kwargs: Any) -> Any:
-            if not _in_subgraph(kwargs.get("metadata")):
-                return super().on_chat_model_start(*args, **kwargs)
-            return None
-
         def on_chain_start(self, *args: Any, **kwargs: Any) -> Any:
-            if not _in_subgraph(kwargs.get("metadata")):
-                return super().on_chain_start(*args, **kwargs)
-            return None
-
-    def _in_subgraph(metadata: dict[str, Any] | None) -> bool:
-        # Outside a node (the root graph's own start) there is no namespace to read.
-        if not metadata or "langgraph_checkpoint_ns" not in metadata:
-            return False
-        return len(graph_namespace(metadata)) > 0
+            self.subgraphs = False
+            return super().on_chain_start(*args, **kwargs)
 
 
 def _drop(_: Any) -> None:

@@ -12,21 +12,40 @@ The rows, the statements and their conflict rules are the library's own.
 in one pipeline: one round trip and one transaction for all of them, where each would be a
 round trip and a commit of its own. A run hands its saves over this way (see
 app/agents/save_queue.py).
+
+A save that finds the database unreachable (a restart, a failover) is made again, with
+backoff, for up to `SAVE_RETRY_SECS`, as a run's finalize is: a short outage delays the run
+whose checkpoint it is instead of failing it. The library's statements upsert or skip rows
+that exist, so a save made twice stores what it stores once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+)
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import DictRow, dict_row
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+SAVE_RETRY_SECS = 120.0
 
 # The connection of the batch the current task is saving, if any.
 _BATCH: ContextVar[AsyncConnection[DictRow] | None] = ContextVar("checkpoint_batch", default=None)
@@ -39,14 +58,31 @@ class PostgresSaver(AsyncPostgresSaver):
         fails before it sends anything (its values would not serialize) leaves the saves
         before it stored, as saving one by one would; a statement the database refuses
         leaves none of the batch stored. Either way the error is raised."""
-        async with self.lock, _ainternal.get_connection(self.conn) as conn:
-            token = _BATCH.set(conn)
-            try:
-                async with conn.pipeline():
-                    for save in saves:
-                        await save()
-            finally:
-                _BATCH.reset(token)
+
+        async def batch() -> None:
+            async with self.lock, _ainternal.get_connection(self.conn) as conn:
+                token = _BATCH.set(conn)
+                try:
+                    async with conn.pipeline():
+                        for save in saves:
+                            await save()
+                finally:
+                    _BATCH.reset(token)
+
+        await _while_unreachable(batch)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        save = functools.partial(
+            AsyncPostgresSaver.aput, self, config, checkpoint, metadata, new_versions
+        )
+        # In a batch, the batch is made again as a whole.
+        return await (save() if _BATCH.get() is not None else _while_unreachable(save))
 
     @contextlib.asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -66,6 +102,16 @@ class PostgresSaver(AsyncPostgresSaver):
         writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str = "",
+    ) -> None:
+        save = functools.partial(self._put_writes, config, writes, task_id, task_path)
+        await (save() if _BATCH.get() is not None else _while_unreachable(save))
+
+    async def _put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
     ) -> None:
         # Special writes (errors, interrupts, ...) replace an earlier one of the same task;
         # the others never overwrite.
@@ -90,3 +136,17 @@ class PostgresSaver(AsyncPostgresSaver):
             # In one pipeline, as the library sends them: all rows or none.
             async with self._cursor(pipeline=True) as cur:
                 await cur.executemany(query, rows)
+
+
+async def _while_unreachable(save: Callable[[], Awaitable[T]]) -> T:
+    deadline = time.monotonic() + SAVE_RETRY_SECS
+    delay = 0.1
+    while True:
+        try:
+            return await save()
+        except OperationalError as exc:  # no connection, or it broke: not the statement
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("checkpoint not saved (%s); trying again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -83,3 +83,46 @@ async def test_server_started_while_postgres_is_down_waits_for_it(
         finally:
             await asyncio.to_thread(server.cleanup)
             await asyncio.gather(starting, return_exceptions=True)
+
+
+@pytest.mark.parametrize("durability", ["exit", "async"])
+async def test_a_checkpoint_due_while_postgres_is_down_is_saved_once_it_is_back(
+    postgres: PrivatePostgres, durability: str
+) -> None:
+    """A run whose checkpoint is due during an outage waits for the database instead of
+    failing: its final checkpoint (durability `exit`), or the one of its last step (`async`,
+    saved behind the run), is saved after the restart and the run succeeds."""
+    steps = 30
+    with redis_prefix() as prefix:
+        env = production_env(postgres.uri, prefix, BG_JOB_HEARTBEAT_SECS="0.5")
+        with Server("serve", env=env, workers=1) as server:
+            client = get_client(url=server.url)
+            thread = await client.threads.create()
+            tid = thread["thread_id"]
+            run = await client.runs.create(
+                tid,
+                "sleeper",
+                input={"steps": steps, "delay": 0.05},
+                durability=durability,
+                stream_mode=["custom"],
+            )
+            ticks: list[int] = []
+            stopped = False
+            async with asyncio.timeout(90):
+                async for part in client.runs.join_stream(tid, run["run_id"]):
+                    if part.event != "custom":
+                        continue
+                    ticks.append(part.data["tick"])
+                    if not stopped:
+                        # Down from the first step on: every save after it meets the outage.
+                        await asyncio.to_thread(postgres.stop)
+                        stopped = True
+                    if part.data["tick"] == steps:
+                        # The node has written its last event: its checkpoint is due now.
+                        await asyncio.sleep(1)
+                        await asyncio.to_thread(postgres.start)
+            assert ticks[-1] == steps
+            out = await asyncio.wait_for(client.runs.join(tid, run["run_id"]), 60)
+            assert out["count"] == steps
+            assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
+            assert "checkpoint not saved" in server.log()

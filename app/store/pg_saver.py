@@ -13,10 +13,10 @@ in one pipeline: one round trip and one transaction for all of them, where each 
 round trip and a commit of its own. A run hands its saves over this way (see
 app/agents/save_queue.py).
 
-A save that finds the database unreachable (a restart, a failover) is made again, with
-backoff, for up to `SAVE_RETRY_SECS`, as a run's finalize is: a short outage delays the run
-whose checkpoint it is instead of failing it. The library's statements upsert or skip rows
-that exist, so a save made twice stores what it stores once.
+A save, or a read of a checkpoint, that finds the database unreachable (a restart, a
+failover) is made again, with backoff, for up to `SAVE_RETRY_SECS`, as a run's finalize is: a
+short outage delays the run whose checkpoint it is instead of failing it. The library's
+statements upsert or skip rows that exist, so a save made twice stores what it stores once.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
+    CheckpointTuple,
 )
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -96,6 +97,12 @@ class PostgresSaver(AsyncPostgresSaver):
         async with conn.cursor(binary=True, row_factory=dict_row) as cur:
             yield cur
 
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        # A read is retried too: the first use of a pooled connection that a restart killed
+        # fails, and the run's final state (its output) is read right after its last save.
+        read = functools.partial(AsyncPostgresSaver.aget_tuple, self, config)
+        return await (read() if _BATCH.get() is not None else _while_unreachable(read))
+
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -147,6 +154,6 @@ async def _while_unreachable(save: Callable[[], Awaitable[T]]) -> T:
         except OperationalError as exc:  # no connection, or it broke: not the statement
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("checkpoint not saved (%s); trying again in %.1f s", exc, delay)
+            log.warning("checkpoint not saved or read (%s); trying again in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -250,18 +250,22 @@ async def test_concurrent_runs_on_one_thread(client) -> None:
     under `enqueue` all are taken and all run."""
     tid = (await client.threads.create())["thread_id"]
 
-    async def create(strategy: str) -> dict | None:
+    async def create(strategy: str, graph: str, graph_input: dict) -> dict | None:
         try:
             return await client.runs.create(
-                tid, "counter", input={"steps": 2, "delay": 0.05}, multitask_strategy=strategy
+                tid, graph, input=graph_input, multitask_strategy=strategy
             )
         except ConflictError:
             return None
 
-    taken = [r for r in await asyncio.gather(*(create("reject") for _ in range(8))) if r]
+    # The run taken lasts until cancelled: none of the racing creates comes after its end,
+    # however slowly the machine handles them.
+    racing = (create("reject", "sleeper", {"steps": 10_000, "delay": 0.05}) for _ in range(8))
+    taken = [r for r in await asyncio.gather(*racing) if r]
     assert len(taken) == 1
-    await client.runs.join(tid, taken[0]["run_id"])
-    queued = await asyncio.gather(*(create("enqueue") for _ in range(6)))
+    await client.runs.cancel(tid, taken[0]["run_id"], wait=True)
+    counting = {"steps": 2, "delay": 0.05}
+    queued = await asyncio.gather(*(create("enqueue", "counter", counting) for _ in range(6)))
     for run in queued:
         await client.runs.join(tid, run["run_id"])
     rows = [await client.runs.get(tid, r["run_id"]) for r in queued]

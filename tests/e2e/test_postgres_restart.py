@@ -4,12 +4,16 @@ its own, finishes the run that was in flight, and takes new runs afterwards."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph_sdk import get_client
 
+from app.store.checkpoint import Checkpoints
 from tests.support import PrivatePostgres, Server, production_env, redis_prefix
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +53,9 @@ async def test_server_survives_a_postgres_restart(postgres: PrivatePostgres) -> 
 
             client = get_client(url=server.url)
             out = await asyncio.wait_for(client.runs.join(tid, run["run_id"]), 60)
+            row = await client.runs.get(tid, run["run_id"])
+            # What the run ended with, and the server's last words, if it has no output.
+            assert "count" in out, (out, row["status"], row.get("error"), server.log()[-3000:])
             assert out["count"] == 200
             assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
             results = await asyncio.gather(
@@ -126,3 +133,23 @@ async def test_a_checkpoint_due_while_postgres_is_down_is_saved_once_it_is_back(
             assert out["count"] == steps
             assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
             assert "checkpoint not saved" in server.log()
+
+
+async def test_a_checkpoint_is_read_through_a_connection_a_restart_killed(
+    postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """Right after a restart, the pool's connections used a moment before it are dead and
+    not yet pinged (they were idle for less than PING_IDLE_SECS): the first read through one
+    fails, and is made again on a fresh connection."""
+    checkpoints = Checkpoints(postgres_uri=postgres.uri, sqlite_path=tmp_path / "x.db", pool_size=1)
+    saver = await checkpoints.open()
+    try:
+        await checkpoints.setup()
+        config = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+        written = await saver.aput(config, empty_checkpoint(), {"source": "input", "step": -1}, {})
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.start)
+        stored = await asyncio.wait_for(saver.aget_tuple(written), 30)
+        assert stored is not None
+    finally:
+        await checkpoints.close()

@@ -82,8 +82,7 @@ class PostgresSaver(AsyncPostgresSaver):
         save = functools.partial(
             AsyncPostgresSaver.aput, self, config, checkpoint, metadata, new_versions
         )
-        # In a batch, the batch is made again as a whole.
-        return await (save() if _BATCH.get() is not None else _while_unreachable(save))
+        return await _while_unreachable(save)
 
     @contextlib.asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -101,7 +100,7 @@ class PostgresSaver(AsyncPostgresSaver):
         # A read is retried too: the first use of a pooled connection that a restart killed
         # fails, and the run's final state (its output) is read right after its last save.
         read = functools.partial(AsyncPostgresSaver.aget_tuple, self, config)
-        return await (read() if _BATCH.get() is not None else _while_unreachable(read))
+        return await _while_unreachable(read)
 
     async def aput_writes(
         self,
@@ -111,7 +110,7 @@ class PostgresSaver(AsyncPostgresSaver):
         task_path: str = "",
     ) -> None:
         save = functools.partial(self._put_writes, config, writes, task_id, task_path)
-        await (save() if _BATCH.get() is not None else _while_unreachable(save))
+        await _while_unreachable(save)
 
     async def _put_writes(
         self,
@@ -146,6 +145,8 @@ class PostgresSaver(AsyncPostgresSaver):
 
 
 async def _while_unreachable(save: Callable[[], Awaitable[T]]) -> T:
+    if _BATCH.get() is not None:
+        return await save()  # in a batch: the batch is made again as a whole
     deadline = time.monotonic() + SAVE_RETRY_SECS
     delay = 0.1
     while True:

@@ -172,8 +172,9 @@ def header(machine: dict[str, Any], options: dict[str, Any]) -> str:
     return (
         f"runyard bench {machine['date']}, {options['size']} size, repeat {options['repeat']}\n"
         f"machine: {machine['cpu_count']} x {machine['cpu_model']}, {machine['ram_gb']} GB RAM, "
-        f"Python {machine['python']}, Postgres {versions.get('postgres')}, Redis "
-        f"{versions.get('redis')}, load {machine['load_average_at_start']} -> "
+        f"Python {machine['python']} ({machine.get('python_build')}), "
+        f"Postgres {versions.get('postgres')}, Redis {versions.get('redis')}, "
+        f"load {machine['load_average_at_start']} -> "
         f"{machine.get('load_average_at_end')}, commit {machine.get('git_commit')}\n"
     )
 

@@ -3,11 +3,11 @@
 
 Starts a private Postgres cluster with pg_stat_statements, `runyard serve --workers 2` on it
 (and the machine's Redis under a fresh prefix), warms up, resets the counters, then runs
-sequential runs (stateless; `--kind thread`: a new thread, then a run on it) and prints each
-statement's calls and execution time per run, then each Redis command's calls per run (from
-INFO commandstats, so anything else using the machine's Redis at the same time is counted
-too). Statements and commands of idle workers polling during the same time are included, as
-in production.
+sequential runs (stateless; `--kind thread`: a new thread, then a run on it) and prints the
+writing transactions per run (each commit of one waits for a WAL flush), each statement's calls
+and execution time per run, then each Redis command's calls per run (from INFO commandstats,
+so anything else using the machine's Redis at the same time is counted too). Statements and
+commands of idle workers polling during the same time are included, as in production.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from bench.measure import Measurement, StreamTally, client
 from bench.scenarios.base import token
 from bench.servers import PRODUCTION_WORKERS, RunyardProcess
 from bench.services import REDIS_URL, PrivatePostgres, redis_prefix, scratch_database
+
+# Transactions that wrote (were given a transaction id), each waiting for a WAL flush at its
+# commit; the cluster is the server's alone. This reading takes one id itself.
+XID = "SELECT txid_current()"
 
 STATEMENTS = """
 SELECT calls, total_exec_time, query FROM pg_stat_statements
@@ -96,15 +100,20 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(drive(server.url, args.kind, 20, m))
             with psycopg.connect(uri, autocommit=True) as conn:
                 conn.execute("SELECT pg_stat_statements_reset()")
+                xid_before = conn.execute(XID).fetchone()
             commands_before = redis_commands()
             asyncio.run(drive(server.url, args.kind, args.runs, m))
             commands = redis_commands()
             with psycopg.connect(uri, autocommit=True) as conn:
                 rows = conn.execute(STATEMENTS).fetchall()
+                xid_after = conn.execute(XID).fetchone()
         finally:
             server.stop()
     total = sum(int(r[0]) for r in rows)
     print(f"{args.runs} sequential {args.kind} runs: {total / args.runs:.1f} statements per run")
+    assert xid_before is not None and xid_after is not None
+    writes = int(xid_after[0]) - int(xid_before[0]) - 1
+    print(f"{writes / args.runs:.2f} writing transactions (commits that flush the WAL) per run")
     print(f"{'calls/run':>9}  {'ms/run':>7}  statement")
     for calls, ms, query in rows:
         text = re.sub(r"\s+", " ", query).strip()

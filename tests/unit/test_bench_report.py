@@ -1,7 +1,9 @@
-"""The benchmark's report flags repetitions during which the hypervisor took the cores."""
+"""The benchmark's report flags repetitions during which the hypervisor took the cores, and
+names the interpreter's build."""
 
 from __future__ import annotations
 
+from bench.machine import python_build
 from bench.measure import Measurement
 from bench.report import stolen_share, summarize, table
 from bench.scenarios.runs import WAIT
@@ -35,3 +37,14 @@ def test_only_repetitions_with_much_steal_are_flagged() -> None:
     assert "repetition 2: 50%" in table([result])
     calm = summarize(WAIT, "production", False, [_burst(0.1)])
     assert calm.machine_warnings == []
+
+
+def test_the_python_build_says_whether_libpython_is_shared_and_optimised() -> None:
+    shared_maps = "7f00-7f10 r-xp 0 08:01 12 /opt/python/lib/libpython3.11.so.1.0\n"
+    static_maps = "5600-5610 r-xp 0 08:01 12 /usr/bin/python3.11\n"
+    plain = python_build(shared_maps, "'--enable-shared' '--prefix=/opt/python'")
+    assert plain.endswith("shared libpython, no --enable-optimizations")
+    tuned = python_build(shared_maps, "'--enable-shared' '--enable-optimizations' '--with-lto'")
+    assert tuned.endswith("shared libpython, --enable-optimizations --with-lto")
+    inside = python_build(static_maps, "'--enable-shared' '--enable-optimizations'")
+    assert inside.endswith("libpython in the executable")

@@ -3,11 +3,12 @@
 With durability "async" (LangGraph's default) a graph does not wait for its checkpoints: each
 save runs in the background while the next step executes, but the saves of one run wait for
 one another, so a step's checkpoint, the checkpoint after it and the writes in between each
-cost a round trip and a commit. Handed to this queue instead, a save returns at once; the
-first goes out at once, and whatever the run hands over while a batch is in flight goes out
-together in the next batch: one round trip and one transaction each (the saver's
-`save_together`). Nothing waits on a timer, so the window of saves not yet stored is the
-one LangGraph's own async saving has: about one round trip.
+cost a round trip and a commit. Handed to this queue instead, a save returns at once, and what
+the run hands over within `LINGER_SECS`, or while a batch is in flight, goes out together:
+one round trip and one transaction each (the saver's `save_together`). A short run's saves
+(a one-node graph makes three checkpoints and three sets of writes) go in one batch, sent
+when the run drains the queue at its end, which does not wait for the linger; a long run's
+checkpoints are stored at most that much later than LangGraph's own async saving would.
 
 The executor drains the queue before the run is finalized, so a run's status never says
 more than its checkpoints hold; reads through the saver drain it first. A batch the database
@@ -19,6 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+
+from app.broker.base import Doorbell
+
+# How long the first save of a batch waits for the run's next ones.
+LINGER_SECS = 0.002
 
 Save = Callable[[], Awaitable[Any]]
 
@@ -34,6 +40,8 @@ class SaveQueue:
         self._queued: list[Save] = []
         self._sending: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
+        self._linger = Doorbell()
+        self._hurry = False  # a drain is waiting: no linger
 
     def add(self, save: Save) -> None:
         """Queue a save (the saver's own call, not yet made); raises a failed batch's error."""
@@ -45,6 +53,8 @@ class SaveQueue:
             )
 
     async def _send(self) -> None:
+        if not self._hurry:
+            await self._linger.wait(LINGER_SECS)
         while self._queued and self._error is None:
             batch, self._queued = self._queued, []
             try:
@@ -56,9 +66,14 @@ class SaveQueue:
 
     async def drain(self) -> None:
         """Return once every save handed over is stored; raise what failed instead."""
-        while self._sending is not None and not self._sending.done():
-            # Shielded: a run cancelled while draining leaves its saves to finish.
-            await asyncio.shield(self._sending)
+        self._hurry = True
+        self._linger.ring()
+        try:
+            while self._sending is not None and not self._sending.done():
+                # Shielded: a run cancelled while draining leaves its saves to finish.
+                await asyncio.shield(self._sending)
+        finally:
+            self._hurry = False
         self.raise_failure()
 
     def raise_failure(self) -> None:

@@ -13,6 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 from typing_extensions import TypedDict
 
+from app.agents import save_queue
 from app.agents.run_checkpointer import RunCheckpointer
 
 
@@ -195,6 +196,30 @@ async def test_saves_behind_the_run_are_all_stored_once_drained(ask: bool) -> No
         assert asked == [[i.value for i in t.interrupts] for t in expected.tasks]
     history = [t async for t in saver.alist(config)]
     assert len(history) == len([t async for t in plain.checkpointer.alist(config)])
+
+
+async def test_a_short_runs_saves_go_in_one_batch_when_it_drains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A linger of a minute: the run's saves wait for one another, and the drain at the run's
+    # end sends them at once instead of waiting it out.
+    monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
+    saver = BatchingSaver(batch_delay=0.0)
+    mine, _, config = await _run(saver, "t10")
+    assert saver.batches == []
+    await asyncio.wait_for(mine.drain(), 5)
+    assert len(saver.batches) == 1
+    assert len([t async for t in saver.alist(config)]) == 4
+
+
+async def test_saves_are_stored_after_the_linger_without_a_drain() -> None:
+    saver = BatchingSaver(batch_delay=0.0)
+    _, _, config = await _run(saver, "t11")
+    deadline = asyncio.get_running_loop().time() + 5
+    while sum(saver.batches) < 7 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+    assert sum(saver.batches) == 7  # four checkpoints, three tasks' writes
+    assert len([t async for t in saver.alist(config)]) == 4
 
 
 async def test_a_read_through_the_saver_waits_for_the_saves() -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -36,6 +36,33 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+T = TypeVar("T")
+
+
+async def with_backoff(
+    call: Callable[[], Awaitable[T]],
+    *,
+    deadline: float,
+    clock: Callable[[], float],
+    retry_on: type[BaseException] | tuple[type[BaseException], ...],
+    on_retry: Callable[[BaseException, float], None],
+) -> T:
+    """`call()`, made again after each failure of a `retry_on` kind, 0.1 s later and then
+    twice as long each time up to 5 s, while the next attempt starts before `deadline` (on
+    `clock`); then the last failure is raised. `on_retry(error, delay)` comes before each
+    wait."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except retry_on as exc:
+            if clock() + delay > deadline:
+                raise
+            on_retry(exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Database:
@@ -124,19 +151,18 @@ class Database:
         """Block until the database answers, retrying with backoff until `deadline` (loop
         time), then raise what the last attempt raised. A worker restarted while Postgres is
         away waits for it instead of failing to boot (which stops all of Gunicorn)."""
-        loop = asyncio.get_running_loop()
-        delay = 0.1
-        while True:
-            try:
-                await self._select_one()
-                return
-            except Exception as exc:
-                if loop.time() + delay > deadline:
-                    raise
-                if log is not None and delay >= 0.8:
-                    log.warning("database unreachable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        def note(exc: BaseException, delay: float) -> None:
+            if log is not None and delay >= 0.8:
+                log.warning("database unreachable (%s); retrying", exc)
+
+        await with_backoff(
+            self._select_one,
+            deadline=deadline,
+            clock=asyncio.get_running_loop().time,
+            retry_on=Exception,
+            on_retry=note,
+        )
 
     async def retrying_outage(
         self, step: Callable[[], Awaitable[Any]], deadline: float, log: Any = None

@@ -21,7 +21,6 @@ statements upsert or skip rows that exist, so a save made twice stores what it s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -42,6 +41,8 @@ from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, AsyncCursor, OperationalError
 from psycopg.rows import DictRow, dict_row
+
+from app.store.db import with_backoff
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -147,14 +148,14 @@ class PostgresSaver(AsyncPostgresSaver):
 async def _while_unreachable(save: Callable[[], Awaitable[T]]) -> T:
     if _BATCH.get() is not None:
         return await save()  # in a batch: the batch is made again as a whole
-    deadline = time.monotonic() + SAVE_RETRY_SECS
-    delay = 0.1
-    while True:
-        try:
-            return await save()
-        except OperationalError as exc:  # no connection, or it broke: not the statement
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("checkpoint not saved or read (%s); trying again in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await with_backoff(
+        save,
+        deadline=time.monotonic() + SAVE_RETRY_SECS,
+        clock=time.monotonic,
+        retry_on=OperationalError,  # no connection, or it broke: not the statement
+        on_retry=_note_retry,
+    )
+
+
+def _note_retry(exc: BaseException, delay: float) -> None:
+    log.warning("checkpoint not saved or read (%s); trying again in %.1f s", exc, delay)

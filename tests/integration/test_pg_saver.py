@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.base import ERROR, empty_checkpoint
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -134,14 +135,21 @@ async def _stored(saver: Any, thread_id: str) -> list[list[tuple]]:
     return tables
 
 
+async def _stored_both_ways(saver: Any, saves_for: Callable[[str], list[Any]]) -> list[list[tuple]]:
+    """What the saves store in a thread, made together; the same saves made one by one in
+    another thread must store the same."""
+    one_by_one, together = str(uuid.uuid4()), str(uuid.uuid4())
+    for save in saves_for(one_by_one):
+        await save()
+    await saver.save_together(saves_for(together))
+    stored = await _stored(saver, together)
+    assert stored == await _stored(saver, one_by_one)
+    return stored
+
+
 async def test_saves_together_are_stored_as_one_by_one(savers: tuple[Any, Any]) -> None:
     ours, _ = savers
-    one_by_one, together = str(uuid.uuid4()), str(uuid.uuid4())
-    for save in _saves(ours, one_by_one):
-        await save()
-    await ours.save_together(_saves(ours, together))
-    stored = await _stored(ours, together)
-    assert stored == await _stored(ours, one_by_one)
+    stored = await _stored_both_ways(ours, functools.partial(_saves, ours))
     assert [len(rows) for rows in stored] == [1, 1, 4]  # a checkpoint, a blob, four writes
 
 
@@ -158,4 +166,93 @@ async def test_a_refused_statement_stores_none_of_the_batch(savers: tuple[Any, A
     assert await _stored(ours, thread_id) == [[], [], []]
     # The connection went back to the pool usable.
     await ours.save_together(_saves(ours, thread_id))
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]
+
+
+def _overlapping_saves(saver: Any, thread_id: str) -> list[Any]:
+    """Saves that meet on the same keys, as a resumed or retried step can: a checkpoint put
+    twice, its blob twice, and each kind of write over each other."""
+    first, second = empty_checkpoint(), empty_checkpoint()
+    second["id"] = first["id"]
+    first["channel_values"] = {"items": {"v": 1}}
+    second["channel_values"] = {"items": {"v": 2}}
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    saved = {"configurable": {**config["configurable"], "checkpoint_id": first["id"]}}
+    put = functools.partial(saver.aput, config)
+    write = functools.partial(saver.aput_writes, saved)
+    return [
+        functools.partial(put, first, {"step": 0, "n": 1}, {"items": 1}),
+        functools.partial(put, second, {"step": 0, "n": 2}, {"items": 1}),  # blob kept
+        functools.partial(write, [("messages", "first")], "task-1"),
+        functools.partial(write, [("messages", "second")], "task-1"),  # not over the first
+        functools.partial(write, [(ERROR, "first error")], "task-2"),
+        functools.partial(write, [(ERROR, "second error")], "task-2"),  # over the first
+        functools.partial(write, [("messages", "m"), (ERROR, "mixed")], "task-3"),
+        functools.partial(write, [(ERROR, "replaces mixed")], "task-3"),
+        functools.partial(write, [(ERROR, "stays"), ("messages", "m")], "task-3"),
+    ]
+
+
+async def test_saves_on_the_same_keys_together_are_stored_as_one_by_one(
+    savers: tuple[Any, Any],
+) -> None:
+    ours, _ = savers
+    stored = await _stored_both_ways(ours, functools.partial(_overlapping_saves, ours))
+    assert stored[0][0][1]["n"] == 2  # the later checkpoint replaced the earlier
+    assert [len(rows) for rows in stored] == [1, 1, 5]
+
+
+async def test_saves_together_are_one_statement(
+    savers: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _ = savers
+    sent: list[str] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if "checkpoint" in str(query):  # not the pool's check of a connection
+            sent.append(str(query))
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    monkeypatch.setattr(psycopg.AsyncCursor, "executemany", counted)
+    thread_id = str(uuid.uuid4())
+    await ours.save_together(_saves(ours, thread_id) + _overlapping_saves(ours, thread_id))
+    assert len(sent) == 1
+    monkeypatch.undo()
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [
+        2,
+        1,
+        9,
+    ]  # the two put the same blob
+
+
+async def test_what_orjson_cannot_write_is_saved_the_librarys_way(
+    savers: tuple[Any, Any],
+) -> None:
+    ours, _ = savers
+    checkpoint = empty_checkpoint()
+    # Over 64 bits: orjson refuses it, Postgres takes it. Inline in the checkpoint's JSON.
+    checkpoint["channel_values"] = {"count": 2**70}
+
+    def saves(thread_id: str) -> list[Any]:
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        save = functools.partial(ours.aput, config, checkpoint, {"step": 0}, {"count": 1})
+        return [save, *_saves(ours, thread_id)]
+
+    stored = await _stored_both_ways(ours, saves)
+    assert {"count": 2**70} in [row[0] for row in stored[0]]
+
+
+async def test_a_save_that_fails_before_sending_leaves_the_earlier_ones_stored(
+    savers: tuple[Any, Any],
+) -> None:
+    ours, _ = savers
+    thread_id = str(uuid.uuid4())
+
+    async def unserializable() -> None:
+        raise TypeError("not serializable")
+
+    with pytest.raises(TypeError, match="not serializable"):
+        await ours.save_together([*_saves(ours, thread_id), unserializable])
     assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]

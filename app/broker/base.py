@@ -162,6 +162,11 @@ class Broker(abc.ABC):
         """Logged events with seq > after_seq, in order."""
 
     @abc.abstractmethod
+    async def last_logged(self, run_id: str) -> Event | None:
+        """The run's last logged event (its end, once it has ended), without reading the
+        rest of a long log."""
+
+    @abc.abstractmethod
     async def subscribe(self, run_id: str) -> Subscription:
         """Start receiving the run's live events; returns once no later event can be missed."""
 

@@ -57,6 +57,10 @@ class MemoryBroker(Broker):
     async def replay(self, run_id: str, after_seq: int) -> list[Event]:
         return [e for e in self._logs.get(run_id, ()) if e.seq > after_seq]
 
+    async def last_logged(self, run_id: str) -> Event | None:
+        log = self._logs.get(run_id)
+        return log[-1] if log else None
+
     async def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(run_id)
         self._subs[run_id].add(sub)

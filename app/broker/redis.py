@@ -419,10 +419,19 @@ class RedisBroker(Broker):
             self._healthy = False
             log.warning("replay of run %s unavailable: %s", run_id, exc)
             return []
-        return [
-            Event(int(entry_id.split(b"-", 1)[0]), fields[b"e"].decode(), fields[b"d"])
-            for entry_id, fields in entries
-        ]
+        return [_logged(entry) for entry in entries]
+
+    async def last_logged(self, run_id: str) -> Event | None:
+        local = self._local.get(run_id)
+        if local is not None and local[1]:
+            return local[1][-1]
+        try:
+            entries = await self._redis.xrevrange(self._log_key(run_id), count=1)
+        except (RedisError, OSError) as exc:
+            self._healthy = False
+            log.warning("replay of run %s unavailable: %s", run_id, exc)
+            return None
+        return _logged(entries[0]) if entries else None
 
     async def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(run_id)
@@ -478,6 +487,11 @@ class RedisBroker(Broker):
     async def drop_log(self, run_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._log_key(run_id))
+
+
+def _logged(entry: tuple[bytes, dict[bytes, bytes]]) -> Event:
+    entry_id, fields = entry
+    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"e"].decode(), fields[b"d"])
 
 
 def _decode(payload: bytes) -> Event:

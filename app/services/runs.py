@@ -462,8 +462,8 @@ async def _wait_elsewhere(c: Container, run_id: str, seen_running: bool) -> Row 
     try:
         # A run seen running a moment ago is not over unless its end is logged already (the
         # end is logged before it is published, and this subscription now hears it); the
-        # replay log is cheaper to ask than the row.
-        read_row = not seen_running or any(e.event == END for e in await c.broker.replay(run_id, 0))
+        # log's last entry is cheaper to ask than the row, and than the whole log.
+        read_row = not seen_running or await _end_logged(c, run_id)
         # With Redis down the end of a run on another process is only seen in Postgres:
         # look soon, then less often, so short runs are not held up a whole poll.
         pause = FALLBACK_FIRST_POLL_SECS
@@ -483,6 +483,11 @@ async def _wait_elsewhere(c: Container, run_id: str, seen_running: bool) -> Row 
                     break
     finally:
         await c.broker.unsubscribe(sub)
+
+
+async def _end_logged(c: Container, run_id: str) -> bool:
+    last = await c.broker.last_logged(run_id)
+    return last is not None and last.event == END
 
 
 async def join(c: Container, thread_id: str | None, run_id: str) -> Row:

@@ -203,6 +203,17 @@ async def test_end_marker_and_dropping_the_log(broker: Broker) -> None:
     assert await broker.replay("run-end", 0) == []
 
 
+async def test_the_last_logged_event_of_a_long_log(broker: Broker) -> None:
+    assert await broker.last_logged("run-last") is None
+    for seq in range(1, 301):
+        await broker.publish("run-last", _event(seq))
+    last = await broker.last_logged("run-last")
+    assert last is not None and (last.seq, last.event, last.data) == (300, "custom", b'{"n":300}')
+    await broker.publish_end("run-last", 301, "success")
+    last = await broker.last_logged("run-last")
+    assert last is not None and (last.seq, last.event) == (301, "__end__")
+
+
 async def test_a_run_of_this_process_is_relayed_without_redis_pubsub() -> None:
     """Listeners in the process executing a run get its events straight from it, its replay
     from memory, and its channel is not subscribed on Redis; Redis still logs every event for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -20,6 +21,7 @@ from app.agents.config import ConfigError, GraphSpec, ProjectConfig
 ASSISTANT_NAMESPACE = uuid.UUID("6b0c8a56-3f1e-5a8e-9a55-72756e796172")
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every run created by graph id
 def default_assistant_id(graph_id: str) -> str:
     return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
 

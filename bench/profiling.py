@@ -6,6 +6,12 @@
 Samples are of busy threads only (py-spy leaves idle ones out), so the shares are shares of
 the server's CPU time. "Self" is the leaf frame's package or function; "inclusive" counts a
 sample once for every function on its stack.
+
+A socket write that wakes another process (the client, Postgres, Redis) on two busy cores often
+leaves the writer waiting for a core, and py-spy counts that wait in the write: 27-30% of a
+background load's samples end in one, where `perf` finds the server's kernel time, writes and
+all, at 15% of its CPU (docs/performance.md, eighth session). `--no-writes` leaves those
+samples out, for the shares of the Python work alone.
 """
 
 from __future__ import annotations
@@ -92,6 +98,20 @@ class Profiler:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+# Innermost frames of a socket write, from Python's side (the write itself is in C).
+WRITES = (
+    "RequestResponseCycle.send (uvicorn/",
+    "Connection._do_execute (asyncpg/",
+    "BasePipeline._communicate_gen (psycopg/",
+    "StreamWriter.writelines (asyncio/",
+)
+
+
+def without_writes(stacks: Counter[tuple[str, ...]]) -> Counter[tuple[str, ...]]:
+    """The samples whose innermost frame is not a socket write."""
+    return Counter({stack: n for stack, n in stacks.items() if not stack[-1].startswith(WRITES)})
 
 
 def read_stacks(paths: list[Path]) -> Counter[tuple[str, ...]]:
@@ -182,8 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="py-spy --format raw outputs")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--callers", metavar="NAME", help="show what calls functions named so")
+    parser.add_argument(
+        "--no-writes", action="store_true", help="leave out samples ending in a socket write"
+    )
     args = parser.parse_args(argv)
     stacks = read_stacks(args.files)
+    if args.no_writes:
+        kept = without_writes(stacks)
+        left_out = sum(stacks.values()) - sum(kept.values())
+        print(f"{left_out} samples ending in a socket write left out")
+        stacks = kept
     if args.callers:
         print(callers(stacks, args.callers, args.top))
     else:

@@ -48,3 +48,23 @@ def test_the_python_build_says_whether_libpython_is_shared_and_optimised() -> No
     assert tuned.endswith("shared libpython, --enable-optimizations --with-lto")
     inside = python_build(static_maps, "'--enable-shared' '--enable-optimizations'")
     assert inside.endswith("libpython in the executable")
+
+
+def test_the_profile_can_leave_out_samples_ending_in_a_socket_write() -> None:
+    from collections import Counter
+
+    from bench.profiling import without_writes
+
+    loop = "Runner.run (asyncio/runners.py:118)"
+    stacks = Counter(
+        {
+            (loop, "run_graph (app/agents/executor.py:165)"): 5,
+            (loop, "RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:9)"): 3,
+            (loop, "Connection._do_execute (asyncpg/connection.py:2000)"): 2,
+            # A write further up the stack is not the sample's own.
+            (loop, "StreamWriter.writelines (asyncio/streams.py:1)", "dumps (json:1)"): 1,
+        }
+    )
+    kept = without_writes(stacks)
+    assert sum(kept.values()) == 6
+    assert (loop, "run_graph (app/agents/executor.py:165)") in kept

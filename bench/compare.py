@@ -11,7 +11,9 @@ unless `--base` is given too. Each batch's server CPU per run and throughput are
 paired with the other server's batches of the same round; the report is the median of each
 and of the per-round ratios (this over base: below 1 means less CPU). The steadiest figure is
 the server's CPU over the client's for the same batch: the client's work is the same on both
-sides, so it measures the machine's speed at that moment.
+sides, so it measures the machine's speed at that moment. `others` is the rest of the
+machine's busy time in the batch, per run: Postgres and Redis above all, where a change on the
+database's side shows.
 
 Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
 (`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events),
@@ -101,6 +103,8 @@ class Side:
     # Server CPU over the client's for the same batch: the client's code is the same on both
     # sides, so this cancels most of the machine's drift between two batches.
     per_client: list[float] = field(default_factory=list)
+    # The rest of the machine's busy time in the batch, per run: Postgres and Redis above all.
+    others_ms: list[float] = field(default_factory=list)
 
 
 async def batch(side: Side, load: Load, runs: int, m: Measurement) -> None:
@@ -122,6 +126,7 @@ async def batch(side: Side, load: Load, runs: int, m: Measurement) -> None:
     side.cpu_ms.append(cpu.server_seconds / runs * 1000)
     side.per_s.append(runs / wall)
     side.per_client.append(cpu.server_seconds / cpu.client_seconds)
+    side.others_ms.append(cpu.others_seconds / runs * 1000)
 
 
 async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) -> Measurement:
@@ -131,6 +136,7 @@ async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) 
         side.cpu_ms.clear()
         side.per_s.clear()
         side.per_client.clear()
+        side.others_ms.clear()
     for i in range(rounds):
         for side in sides if i % 2 == 0 else sides[::-1]:
             await batch(side, load, runs, m)
@@ -144,16 +150,28 @@ def report(base: Side, this: Side) -> None:
     cpu_ratios = ratios(base.cpu_ms, this.cpu_ms)
     rate_ratios = ratios(base.per_s, this.per_s)
     relative = ratios(base.per_client, this.per_client)
-    print(f"{'':12}{'server CPU ms/run':>20}{'runs/s':>10}{'server/client CPU':>20}")
+    others = ratios(base.others_ms, this.others_ms)
+    print(
+        f"{'':12}{'server CPU ms/run':>20}{'runs/s':>10}{'server/client CPU':>20}"
+        f"{'others CPU ms/run':>20}"
+    )
     for side in (base, this):
         cpu = statistics.median(side.cpu_ms)
         rate = statistics.median(side.per_s)
-        print(f"{side.name:12}{cpu:20.2f}{rate:10.1f}{statistics.median(side.per_client):20.3f}")
+        print(
+            f"{side.name:12}{cpu:20.2f}{rate:10.1f}{statistics.median(side.per_client):20.3f}"
+            f"{statistics.median(side.others_ms):20.2f}"
+        )
     print(
         f"{'this/base':12}{statistics.median(cpu_ratios):20.3f}"
         f"{statistics.median(rate_ratios):10.3f}{statistics.median(relative):20.3f}"
+        f"{statistics.median(others):20.3f}"
     )
-    for name, values in (("server CPU", cpu_ratios), ("server/client CPU", relative)):
+    for name, values in (
+        ("server CPU", cpu_ratios),
+        ("server/client CPU", relative),
+        ("others CPU", others),
+    ):
         quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values
         print(
             f"{name} ratio quartiles: {' '.join(f'{q:.3f}' for q in quartiles)}"

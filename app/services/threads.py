@@ -41,12 +41,13 @@ async def create(
     ttl: dict[str, Any] | None = None,
     graph_id: str | None = None,
 ) -> Row:
+    if thread_id is not None:  # an id made here names no thread yet: nothing to look up
+        existing = await c.threads.get(thread_id)
+        if existing is not None:
+            if if_exists == "do_nothing":
+                return existing
+            raise Conflict(f"Thread with ID {thread_id} already exists")
     thread_id = thread_id or str(uuid.uuid4())
-    existing = await c.threads.get(thread_id)
-    if existing is not None:
-        if if_exists == "do_nothing":
-            return existing
-        raise Conflict(f"Thread with ID {thread_id} already exists")
     metadata = dict(metadata or {})
     if graph_id:
         if graph_id not in c.registry:
@@ -57,7 +58,7 @@ async def create(
         row["ttl"] = ttl
         row["expires_at"] = expiry(ttl)
     try:
-        async with c.db.begin() as conn:
+        async with c.db.single() as conn:  # one statement: no BEGIN and COMMIT round trips
             return await Threads.insert(conn, row)
     except IntegrityError:
         if if_exists == "do_nothing":

@@ -7,6 +7,10 @@ synchronisation cost more CPU than the statement itself: 430 µs a call against 
 measured on one connection. Here the rows are serialized where they are written and sent as
 one ordinary statement (several rows: in one pipeline, as the library does).
 The rows, the statements and their conflict rules are the library's own.
+Reading them back, the library hands their unpacking to a worker thread too, once per
+checkpoint read (a run on an existing thread, a thread's state, each entry of its history),
+while it unpacks the checkpoint's own values, larger as a rule, on the event loop. Here they
+are unpacked where they are read, by the library's own code (its synchronous saver's).
 
 `save_together` stores several of the library's saves (checkpoints and writes) with one
 statement: one round trip and one transaction for all of them, where each would be a round trip
@@ -44,6 +48,7 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.postgres import PostgresSaver as LibrarySyncSaver
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor, OperationalError
@@ -199,6 +204,9 @@ class PostgresSaver(AsyncPostgresSaver):
                 yield cur
             return
         yield kept  # type: ignore[misc] - inside save_together: sent at its end
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        return LibrarySyncSaver._load_checkpoint_tuple(self, value)  # type: ignore[arg-type]
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         # A read is retried too: the first use of a pooled connection that a restart killed

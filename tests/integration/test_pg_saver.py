@@ -100,10 +100,30 @@ async def test_writes_are_serialized_without_a_thread(
     monkeypatch.setattr(asyncio, "to_thread", no_thread)
     for writes in WRITE_SETS:
         await ours.aput_writes(config, writes, f"task-{len(writes)}")
-    monkeypatch.undo()  # the library's reads do use a thread
-    read = await ours.aget_tuple(config)
+    read = await ours.aget_tuple(config)  # and unpacked where they are read
     assert read is not None
     assert len(read.pending_writes) == sum(len(w) for w in WRITE_SETS)
+    assert [t.pending_writes async for t in ours.alist(config)] == [read.pending_writes]
+
+
+async def test_checkpoints_are_read_as_the_library_reads_them(savers: tuple[Any, Any]) -> None:
+    ours, library = savers
+    thread_id = str(uuid.uuid4())
+    for save in _saves(ours, thread_id):  # a checkpoint with a blob, then writes
+        await save()
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"token": "second", "items": {"b": 2}}
+    first = await ours.aget_tuple(config)
+    assert first is not None
+    # A second checkpoint, with the first as its parent.
+    latest = await ours.aput(first.config, checkpoint, {"step": 1}, {"token": 2, "items": 2})
+    await ours.aput_writes(latest, [(ERROR, "boom"), ("messages", "m")], "task-3")
+    assert await ours.aget_tuple(config) == await library.aget_tuple(config)
+    history = [t async for t in ours.alist(config)]
+    assert history == [t async for t in library.alist(config)]
+    assert [len(t.pending_writes) for t in history] == [2, 4]
+    assert history[0].parent_config is not None and history[1].parent_config is None
 
 
 def _saves(saver: Any, thread_id: str) -> list[Any]:

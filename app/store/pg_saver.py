@@ -20,7 +20,9 @@ table and conflict rule (`_TOGETHER`): a one-node run's seven statements cost 80
 psycopg's pipeline, the one statement 400 µs with the saves' own work. Rows for the same key
 are merged first as the database would apply them one by one (a statement may not touch a row
 twice). Statements of other kinds, or values orjson cannot write, go the library's way, in one
-pipeline. A run hands its saves over this way (see app/agents/save_queue.py).
+pipeline. A checkpoint saved this way is built by the library's synchronous `put`, which
+serializes its blobs in place, where the async `aput` hands them to a worker thread
+(`_Keeping`). A run hands its saves over this way (see app/agents/save_queue.py).
 
 A save, or a read of a checkpoint, that finds the database unreachable (a restart, a
 failover) is made again, with backoff, for up to `SAVE_RETRY_SECS`, as a run's finalize is: a
@@ -35,7 +37,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -119,6 +121,36 @@ class _Kept:
         self.statements.append((query, list(params_seq)))
 
 
+class _KeptSync:
+    """The same, for the library's synchronous code."""
+
+    def __init__(self, kept: _Kept) -> None:
+        self.kept = kept
+
+    def execute(self, query: str, params: Sequence[Any] = (), **_: Any) -> None:
+        self.kept.statements.append((query, [params]))
+
+    def executemany(self, query: str, params_seq: Sequence[Sequence[Any]], **_: Any) -> None:
+        self.kept.statements.append((query, list(params_seq)))
+
+
+class _Keeping:
+    """The saver as the library's synchronous `put` sees it inside `save_together`: its cursor
+    keeps the statements. That `put` serializes a checkpoint's blobs where it is called; the
+    async `aput` hands them to a worker thread, a hop per checkpoint with new blobs."""
+
+    def __init__(self, saver: PostgresSaver, kept: _Kept) -> None:
+        self._saver = saver
+        self._kept = kept
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._saver, name)  # its serializer, statements and row builders
+
+    @contextlib.contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[_KeptSync]:
+        yield _KeptSync(self._kept)
+
+
 class PostgresSaver(AsyncPostgresSaver):
     async def save_together(self, saves: Sequence[Callable[[], Awaitable[Any]]]) -> None:
         """Store the saves (calls of this saver's `aput` and `aput_writes`) in one statement:
@@ -191,6 +223,10 @@ class PostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        kept = _KEEP.get()
+        if kept is not None:  # inside save_together: nothing is sent, nothing to wait for
+            keeping = _Keeping(self, kept)
+            return LibrarySyncSaver.put(keeping, config, checkpoint, metadata, new_versions)  # type: ignore[arg-type]
         save = functools.partial(
             AsyncPostgresSaver.aput, self, config, checkpoint, metadata, new_versions
         )

@@ -173,6 +173,20 @@ async def test_saves_together_are_stored_as_one_by_one(savers: tuple[Any, Any]) 
     assert [len(rows) for rows in stored] == [1, 1, 4]  # a checkpoint, a blob, four writes
 
 
+async def test_saves_together_serialize_their_blobs_without_a_thread(
+    savers: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _ = savers
+
+    async def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("serialized on a thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    thread_id = str(uuid.uuid4())
+    await ours.save_together(_saves(ours, thread_id))  # a checkpoint with a blob, then writes
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]
+
+
 async def test_a_refused_statement_stores_none_of_the_batch(savers: tuple[Any, Any]) -> None:
     ours, _ = savers
     thread_id = str(uuid.uuid4())

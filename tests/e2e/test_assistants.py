@@ -340,6 +340,17 @@ async def test_search_and_count(server: Server, client: Any, made: list[str]) ->
         answer = await http.post("/assistants/search", json={"metadata": tag, "limit": 1})
         assert answer.headers["X-Pagination-Total"] == "4"
         assert answer.headers["X-Pagination-Next"] == "1"
+        # The total of a last page (counted or not), and of a page past the end.
+        for page, total, next_offset in (
+            ({"limit": 10}, "4", None),
+            ({"limit": 3, "offset": 3}, "4", None),
+            ({"limit": 2, "offset": 2}, "4", None),
+            ({"limit": 3, "offset": 10}, "4", None),
+            ({"limit": 2, "offset": 1}, "4", "3"),
+        ):
+            answer = await http.post("/assistants/search", json={"metadata": tag, **page})
+            assert answer.headers["X-Pagination-Total"] == total, page
+            assert answer.headers.get("X-Pagination-Next") == next_offset, page
         for body in (
             {"sort_by": "zzz"},
             {"sort_order": "up"},

@@ -159,17 +159,19 @@ class PostgresSaver(AsyncPostgresSaver):
         saving one by one would; a statement the database refuses leaves none of the batch
         stored. Either way the error is raised."""
         kept = _Kept()
+        failed: BaseException | None = None
         token = _KEEP.set(kept)
         try:
             for save in saves:
                 await save()
-        except BaseException:
-            if kept.statements:
-                await _while_unreachable(functools.partial(self._send, kept.statements))
-            raise
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the rest is stored
+            failed = exc
         finally:
             _KEEP.reset(token)
-        await _while_unreachable(functools.partial(self._send, kept.statements))
+        if kept.statements:  # outside the batch: sent with the outage retry
+            await _while_unreachable(functools.partial(self._send, kept.statements))
+        if failed is not None:
+            raise failed
 
     async def _send(self, statements: list[tuple[str, list[Sequence[Any]]]]) -> None:
         document = self._as_document(statements)

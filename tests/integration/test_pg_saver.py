@@ -290,3 +290,27 @@ async def test_a_save_that_fails_before_sending_leaves_the_earlier_ones_stored(
     with pytest.raises(TypeError, match="not serializable"):
         await ours.save_together([*_saves(ours, thread_id), unserializable])
     assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]
+
+
+async def test_the_saves_before_a_failure_are_stored_through_an_outage(
+    savers: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _ = savers
+    thread_id = str(uuid.uuid4())
+    send = ours._send
+    attempts: list[int] = []
+
+    async def unreachable_once(statements: Any) -> None:
+        attempts.append(len(statements))
+        if len(attempts) == 1:
+            raise psycopg.OperationalError("connection refused")
+        await send(statements)
+
+    async def unserializable() -> None:
+        raise TypeError("not serializable")
+
+    monkeypatch.setattr(ours, "_send", unreachable_once)
+    with pytest.raises(TypeError, match="not serializable"):
+        await ours.save_together([*_saves(ours, thread_id), unserializable])
+    assert len(attempts) == 2  # made again after the outage, as a whole batch is
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]

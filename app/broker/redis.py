@@ -416,8 +416,7 @@ class RedisBroker(Broker):
         try:
             entries = await self._redis.xrange(self._log_key(run_id), min=f"{after_seq + 1}-0")
         except (RedisError, OSError) as exc:
-            self._healthy = False
-            log.warning("replay of run %s unavailable: %s", run_id, exc)
+            self._log_unreadable(run_id, exc)
             return []
         return [_logged(entry) for entry in entries]
 
@@ -428,10 +427,13 @@ class RedisBroker(Broker):
         try:
             entries = await self._redis.xrevrange(self._log_key(run_id), count=1)
         except (RedisError, OSError) as exc:
-            self._healthy = False
-            log.warning("replay of run %s unavailable: %s", run_id, exc)
+            self._log_unreadable(run_id, exc)
             return None
         return _logged(entries[0]) if entries else None
+
+    def _log_unreadable(self, run_id: str, exc: BaseException) -> None:
+        self._healthy = False
+        log.warning("replay of run %s unavailable: %s", run_id, exc)
 
     async def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(run_id)

@@ -114,11 +114,14 @@ class _Kept:
     def __init__(self) -> None:
         self.statements: list[tuple[str, list[Sequence[Any]]]] = []
 
+    def keep(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.statements.append((query, list(rows)))
+
     async def execute(self, query: str, params: Sequence[Any] = (), **_: Any) -> None:
-        self.statements.append((query, [params]))
+        self.keep(query, [params])
 
     async def executemany(self, query: str, params_seq: Sequence[Sequence[Any]], **_: Any) -> None:
-        self.statements.append((query, list(params_seq)))
+        self.keep(query, params_seq)
 
 
 class _KeptSync:
@@ -128,10 +131,10 @@ class _KeptSync:
         self.kept = kept
 
     def execute(self, query: str, params: Sequence[Any] = (), **_: Any) -> None:
-        self.kept.statements.append((query, [params]))
+        self.kept.keep(query, [params])
 
     def executemany(self, query: str, params_seq: Sequence[Sequence[Any]], **_: Any) -> None:
-        self.kept.statements.append((query, list(params_seq)))
+        self.kept.keep(query, params_seq)
 
 
 class _Keeping:

@@ -9,7 +9,9 @@ itself (other namespaces, explicit checkpoint ids), goes to the wrapped saver un
 
 With `save_behind` (durability "async", a saver that can save in batches), the run's saves go
 through a SaveQueue: they return at once and reach the database in batches behind the run.
-Anything read from the saver is read after the queue has drained.
+Anything read from the saver is read after the queue has drained. At the run's end the saves
+still queued (all of a short run's) can be handed over instead (`hand_over`): the run's
+finalize stores them in its own statement, one round trip and one commit fewer per run.
 """
 
 from __future__ import annotations
@@ -52,6 +54,24 @@ class _Memo:
         return self.latest.config["configurable"]["checkpoint_id"] if self.latest else ""
 
 
+class HandedSaves:
+    """A run's last saves, made but not sent: a batch document of the saver's (`document_of`),
+    for the run's finalize to store with the run's end."""
+
+    __slots__ = ("saver", "document", "stored")
+
+    def __init__(self, saver: Any, document: str) -> None:
+        self.saver = saver
+        self.document = document
+        self.stored = False
+
+    async def store(self) -> None:
+        """Store them with a statement of their own (once)."""
+        if not self.stored:
+            await self.saver.store_document(self.document)
+            self.stored = True
+
+
 class RunCheckpointer(BaseCheckpointSaver):
     """Wraps the server's saver for one run on one thread."""
 
@@ -70,6 +90,7 @@ class RunCheckpointer(BaseCheckpointSaver):
         self.saver = saver
         self.thread_id = thread_id
         self._memo = _Memo(new_thread)
+        self._handed: list[HandedSaves] = []  # shared with copies, as the memo is
         # Awaited before anything is saved: the run's events so far reach their replay log
         # before the checkpoint that follows them, so a run taken over from that checkpoint
         # has lost none of them.
@@ -84,6 +105,28 @@ class RunCheckpointer(BaseCheckpointSaver):
         """Return once everything the run saved is stored (raises a failed save's error)."""
         if self._saves is not None:
             await self._saves.drain()
+        for handed in self._handed:
+            await handed.store()
+
+    async def hand_over(self) -> HandedSaves | None:
+        """At the run's end: its saves not stored yet, as a batch document for the caller to
+        store with the run's end; None when everything is stored (or was, here). Raises a
+        failed save's error, as `drain`. Until the caller stores them, a read that needs the
+        database stores them first."""
+        if self._saves is None or not hasattr(self.saver, "document_of"):
+            await self.drain()
+            return None
+        saves = await self._saves.hand_over()
+        if not saves:
+            return None
+        if self._before_save is not None:
+            await self._before_save()
+        document = await self.saver.document_of(saves)
+        if document is None:  # stored already, the saver's own way
+            return None
+        handed = HandedSaves(self.saver, document)
+        self._handed.append(handed)
+        return handed
 
     def forget(self) -> None:
         """Read everything from the saver from now on."""
@@ -219,6 +262,7 @@ class RunCheckpointer(BaseCheckpointSaver):
         )
         clone._memo = self._memo  # one run, one memo
         clone._saves = self._saves  # and one order of saves
+        clone._handed = self._handed
         return clone
 
     def __getattr__(self, name: str) -> Any:

@@ -10,8 +10,9 @@ one round trip and one transaction each (the saver's `save_together`). A short r
 when the run drains the queue at its end, which does not wait for the linger; a long run's
 checkpoints are stored at most that much later than LangGraph's own async saving would.
 
-The executor drains the queue before the run is finalized, so a run's status never says
-more than its checkpoints hold; reads through the saver drain it first. A batch the database
+The executor drains the queue before the run is finalized, or hands the saves still queued to
+the finalize, which stores them in its own statement, so a run's status never says more than
+its checkpoints hold; reads through the saver drain it first. A batch the database
 refused fails the next save and the drain with its error, as a failed save fails the run.
 """
 
@@ -75,6 +76,13 @@ class SaveQueue:
         finally:
             self._hurry = False
         self.raise_failure()
+
+    async def hand_over(self) -> list[Save]:
+        """The saves not sent yet, taken from the queue for the caller to store, once those
+        already on their way are stored (raises what failed instead, as `drain`)."""
+        saves, self._queued = self._queued, []
+        await self.drain()  # nothing left to send: the batch lingering for more wakes and ends
+        return saves
 
     def raise_failure(self) -> None:
         if self._error is not None:

@@ -23,6 +23,7 @@ from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import postgresql
 
 from app import serde
+from app.store.pg_saver import saving_ctes
 from app.store.tables import runs, threads
 
 Row = dict[str, Any]
@@ -120,8 +121,7 @@ SELECT done.*, EXISTS (SELECT 1 FROM gone) AS thread_gone FROM done
 
 # The run ends and its thread takes its outcome: $7 is the thread's status if no other run of
 # it is in flight (else `busy`), $8..$10 its values, interrupts and error.
-FINISH_ON_THREAD = f"""
-WITH {_FINISH},
+_SETTLE_THREAD = f"""
 others AS (SELECT EXISTS ({_INFLIGHT_OTHER}) AS inflight),
 settled AS (
     UPDATE threads SET
@@ -133,6 +133,12 @@ settled AS (
 )
 SELECT done.*, others.inflight AS thread_busy FROM done, others
 """
+
+FINISH_ON_THREAD = f"WITH {_FINISH},{_SETTLE_THREAD}"
+
+# The same, storing the run's last checkpoint saves (a batch document, $11) with it: one
+# round trip and one commit where the saves would take another of each.
+FINISH_ON_THREAD_SAVING = f"WITH {saving_ctes('$11')},{_FINISH},{_SETTLE_THREAD}"
 
 
 def json_param(value: Any) -> str | None:

@@ -22,7 +22,9 @@ are merged first as the database would apply them one by one (a statement may no
 twice). Statements of other kinds, or values orjson cannot write, go the library's way, in one
 pipeline. A checkpoint saved this way is built by the library's synchronous `put`, which
 serializes its blobs in place, where the async `aput` hands them to a worker thread
-(`_Keeping`). A run hands its saves over this way (see app/agents/save_queue.py).
+(`_Keeping`). A run hands its saves over this way (see app/agents/save_queue.py), except its
+last ones: `document_of` gives their document to the run's finalize, which stores it in its
+own statement (`saving_ctes`, app/store/hot.py), a round trip and a commit fewer per run.
 
 A save, or a read of a checkpoint, that finds the database unreachable (a restart, a
 failover) is made again, with backoff, for up to `SAVE_RETRY_SECS`, as a run's finalize is: a
@@ -67,37 +69,45 @@ SAVE_RETRY_SECS = 120.0
 # Where the statements of the saves the current task is batching go instead of the database.
 _KEEP: ContextVar[_Kept | None] = ContextVar("checkpoint_batch", default=None)
 
+
 # The library's rows of all three tables, in one JSON document: an array of rows per table and
 # conflict rule, a row an array of its columns, blobs in base64. JSON because psycopg builds
 # array parameters in Python, value by value (slower than the seven statements), where orjson
 # writes the document in C.
-_TOGETHER = """
-WITH batch AS (SELECT %s::jsonb AS doc), blobs AS (
+def saving_ctes(document: str) -> str:
+    """The common table expressions that store a batch document given as the parameter
+    `document` (`%s`, `$11`): a statement may end a run and store its last saves at once."""
+    return f"""
+saving AS (SELECT {document}::jsonb AS doc), saved_blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT r->>0, r->>1, r->>2, r->>3, r->>4, decode(r->>5, 'base64')
-    FROM batch, jsonb_array_elements(doc->0) r
+    FROM saving, jsonb_array_elements(doc->0) r
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-), checkpoints AS (
+), saved_checkpoints AS (
     INSERT INTO checkpoints
         (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
     SELECT r->>0, r->>1, r->>2, r->>3, r->4, r->5
-    FROM batch, jsonb_array_elements(doc->1) r
+    FROM saving, jsonb_array_elements(doc->1) r
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
     DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
-), replacing AS (
+), saved_replacing AS (
     INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
     SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::int, r->>6, r->>7, decode(r->>8, 'base64')
-    FROM batch, jsonb_array_elements(doc->2) r
+    FROM saving, jsonb_array_elements(doc->2) r
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
     DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob
-)
-INSERT INTO checkpoint_writes
-    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::int, r->>6, r->>7, decode(r->>8, 'base64')
-FROM batch, jsonb_array_elements(doc->3) r
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
-"""
+), saved_others AS (
+    INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::int, r->>6, r->>7, decode(r->>8, 'base64')
+    FROM saving, jsonb_array_elements(doc->3) r
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+)"""
+
+
+# Data-modifying expressions run to completion whether or not the query reads them.
+_TOGETHER = f"WITH {saving_ctes('%s')}\nSELECT 1"
 
 
 def _json_value(value: Any) -> Any:
@@ -161,30 +171,59 @@ class PostgresSaver(AsyncPostgresSaver):
         anything (its values would not serialize) leaves the saves before it stored, as
         saving one by one would; a statement the database refuses leaves none of the batch
         stored. Either way the error is raised."""
-        kept = _Kept()
-        failed: BaseException | None = None
-        token = _KEEP.set(kept)
-        try:
-            for save in saves:
-                await save()
-        except BaseException as exc:  # noqa: BLE001 - raised below, once the rest is stored
-            failed = exc
-        finally:
-            _KEEP.reset(token)
+        kept, failed = await self._keep(saves)
         if kept.statements:  # outside the batch: sent with the outage retry
             await _while_unreachable(functools.partial(self._send, kept.statements))
         if failed is not None:
             raise failed
 
+    async def document_of(self, saves: Sequence[Callable[[], Awaitable[Any]]]) -> str | None:
+        """The saves as a batch document, for another statement to store (`saving_ctes`);
+        None when they were stored here instead, as `save_together` stores them: a save that
+        is not one of the library's, a value orjson cannot write, or a save that failed (its
+        error is raised)."""
+        kept, failed = await self._keep(saves)
+        document = None
+        if failed is None and kept.statements:
+            document = self._as_document(kept.statements)
+        if document is None and kept.statements:
+            await _while_unreachable(functools.partial(self._send, kept.statements))
+        if failed is not None:
+            raise failed
+        return document
+
+    async def store_document(self, document: str) -> None:
+        """Store a batch document from `document_of` with a statement of its own."""
+        await _while_unreachable(functools.partial(self._send_document, document))
+
+    async def _keep(
+        self, saves: Sequence[Callable[[], Awaitable[Any]]]
+    ) -> tuple[_Kept, BaseException | None]:
+        """Make the saves, keeping what they would send; the first failure stops them."""
+        kept = _Kept()
+        token = _KEEP.set(kept)
+        try:
+            for save in saves:
+                await save()
+        except BaseException as exc:  # noqa: BLE001 - the caller raises it, once the rest is stored
+            return kept, exc
+        finally:
+            _KEEP.reset(token)
+        return kept, None
+
     async def _send(self, statements: list[tuple[str, list[Sequence[Any]]]]) -> None:
         document = self._as_document(statements)
+        if document is not None:
+            await self._send_document(document)
+            return
         async with self.lock, _ainternal.get_connection(self.conn) as conn:
-            if document is not None:
-                await conn.execute(_TOGETHER, (document,))
-                return
             async with conn.pipeline(), conn.cursor(binary=True) as cur:
                 for query, rows in statements:  # not only the library's saves: one by one
                     await cur.executemany(query, rows)
+
+    async def _send_document(self, document: str) -> None:
+        async with self.lock, _ainternal.get_connection(self.conn) as conn:
+            await conn.execute(_TOGETHER, (document,))
 
     def _as_document(self, statements: list[tuple[str, list[Sequence[Any]]]]) -> str | None:
         """The parameter of `_TOGETHER` for these statements of the library's, their rows merged

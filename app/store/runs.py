@@ -374,10 +374,13 @@ class Runs:
         thread_status: str,
         values: Any,
         interrupts: dict[str, Any],
+        saves: str | None = None,
     ) -> tuple[Row | None, bool]:
         """Postgres: end the run and settle its thread in one statement. A temporary thread is
         deleted unless another of its runs is in flight; any other takes `thread_status` (or
-        `busy` while another run is in flight), values, interrupts and error. Returns the
+        `busy` while another run is in flight), values, interrupts and error, and the same
+        statement stores `saves` (a checkpoint batch document, PostgresSaver.document_of),
+        whether or not the run is still ours, as a save of its own would. Returns the
         finished run (None if the run is no longer ours) and whether another run of the
         thread is in flight (True for a temporary thread that stays: its fields are the
         caller's to set)."""
@@ -385,17 +388,23 @@ class Runs:
         common = (run_id, owner, thread_id, status, hot.json_param(error), hot.json_param(output))
         async with self.db.raw() as con:
             if run["kwargs"].get("temporary"):
+                if saves is not None:
+                    raise ValueError("a temporary thread's checkpoints are not saved")
                 record = await con.fetchrow(hot.FINISH_TEMPORARY, *common)
                 busy = record is not None and not record["thread_gone"]
             else:
-                record = await con.fetchrow(
-                    hot.FINISH_ON_THREAD,
-                    *common,
+                settle = (
                     thread_status,
                     hot.json_param(values),
                     hot.json_param(interrupts),
                     hot.json_param(error),
                 )
+                if saves is None:
+                    record = await con.fetchrow(hot.FINISH_ON_THREAD, *common, *settle)
+                else:
+                    record = await con.fetchrow(
+                        hot.FINISH_ON_THREAD_SAVING, *common, *settle, saves
+                    )
                 busy = record is not None and record["thread_busy"]
         if record is None:
             return None, True

@@ -13,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from app import serde
 from app.agents.executor import GraphCall, run_graph
 from app.agents.registry import GraphRegistry
-from app.agents.run_checkpointer import RunCheckpointer
+from app.agents.run_checkpointer import HandedSaves, RunCheckpointer
 from app.broker import Broker, Event
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.observability import metrics
@@ -33,6 +33,7 @@ class Progress:
     next_nodes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # for the run duration metric
     ended: bool = False  # its end was published
+    saves: HandedSaves | None = None  # its last checkpoints, for the finalize to store
 
 
 class EventEmitter:
@@ -160,8 +161,9 @@ async def execute(
             await saver.stopped()
         raise
     if isinstance(saver, RunCheckpointer):
-        # Everything the graph saved is stored before the run is finalized.
-        await saver.drain()
+        # Everything the graph saved is stored before the run is finalized, or by the
+        # finalize's own statement.
+        progress.saves = await saver.hand_over()
 
 
 async def _left_off_midway(graph: Any, run: dict[str, Any]) -> bool:

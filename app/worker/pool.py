@@ -15,6 +15,7 @@ from sse_starlette.sse import AppStatus
 
 from app import serde
 from app.agents.hooks_check import check_hooks
+from app.agents.run_checkpointer import HandedSaves
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.broker.wakeups import Handoff
 from app.container import Container
@@ -75,6 +76,17 @@ def retry_delay(run: dict[str, Any]) -> float | None:
     if retries + 1 >= max_attempts:
         return None
     return max(0.0, min(cap, initial * factor**retries))
+
+
+def _output(progress: Progress, status: str) -> Any:
+    """What the run's row keeps as its output."""
+    output = progress.values if status != "error" else None
+    if output is not None and progress.interrupts and isinstance(output, dict):
+        # What `wait`/`join` answer for a run that stopped at interrupt(): the values and
+        # what the graph asks, as LangGraph gives them. The thread's values stay plain.
+        asked = [i for pending in progress.interrupts.values() for i in pending]
+        output = {**output, "__interrupt__": asked}
+    return output
 
 
 def webhook_payload(run: dict[str, Any], values: Any) -> dict[str, Any]:
@@ -317,22 +329,25 @@ class WorkerPool:
         inflight = True
         rollback = status == "interrupted" and cancel_action == "rollback"
         temporary = bool(run["kwargs"].get("temporary"))
-        output = progress.values if status != "error" else None
-        if output is not None and progress.interrupts and isinstance(output, dict):
-            # What `wait`/`join` answer for a run that stopped at interrupt(): the values and
-            # what the graph asks, as LangGraph gives them. The thread's values stay plain.
-            asked = [i for pending in progress.interrupts.values() for i in pending]
-            output = {**output, "__interrupt__": asked}
+        in_one_statement = self.c.db.is_postgres and not rollback
+        # The run's last checkpoint saves, stored by the finalize's own statement.
+        saves = progress.saves if progress.saves is not None and not progress.saves.stored else None
+        if saves is not None and (temporary or not in_one_statement):
+            status, error = await self._store_saves_apart(run, progress, status, error)
+            saves = None
         # A database restart must not lose a finished run's outcome: keep trying for a while
         # (the lease is renewed meanwhile only if the heartbeat gets through, so past the lease
         # the sweeper may hand the run to another process, and `finish` then matches nothing).
         deadline = time.monotonic() + FINALIZE_RETRY_SECS
         for attempt in itertools.count():
+            output = _output(progress, status)
             try:
-                if self.c.db.is_postgres and not rollback:
+                if in_one_statement:
                     done, inflight = await self._finish_in_one_statement(
-                        run, progress, status, error, output
+                        run, progress, status, error, output, saves
                     )
+                    if saves is not None:
+                        saves.stored = True
                     if done is None:
                         log.warning("run %s was taken from this worker; result dropped", run_id)
                         return True
@@ -367,6 +382,11 @@ class WorkerPool:
                     log.error("run %s could not be finalized: %s", run_id, exc)
                     return True
                 log.warning("finalizing run %s failed (%s); retrying", run_id, exc)
+                if saves is not None:
+                    # Whatever failed, the saves go apart from now on, as during the run: a
+                    # save the database refuses fails the run, not its finalize.
+                    status, error = await self._store_saves_apart(run, progress, status, error)
+                    saves = None
                 await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         self.finished += 1
         metrics.run_finished(status, time.monotonic() - progress.started)
@@ -381,6 +401,26 @@ class WorkerPool:
         await self.c.broker.publish_end(run_id, progress.seq, status)
         return inflight
 
+    async def _store_saves_apart(
+        self,
+        run: dict[str, Any],
+        progress: Progress,
+        status: str,
+        error: dict[str, Any] | None,
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Store the run's last saves with a statement of their own (through an outage, as
+        any save); the run's status and error after that: an error if they were refused."""
+        assert progress.saves is not None
+        try:
+            await progress.saves.store()
+        except Exception as exc:
+            log.info("run %s failed: its checkpoints were refused: %s", run["run_id"], exc)
+            error = {"error": type(exc).__name__, "message": str(exc)}
+            with contextlib.suppress(Exception):
+                await EventEmitter(self.c.broker, progress).emit("error", error)
+            return "error", error
+        return status, error
+
     async def _finish_in_one_statement(
         self,
         run: dict[str, Any],
@@ -388,6 +428,7 @@ class WorkerPool:
         status: str,
         error: dict[str, Any] | None,
         output: Any,
+        saves: HandedSaves | None,
     ) -> tuple[dict[str, Any] | None, bool]:
         done, inflight = await self.c.runs.finish_settling_thread(
             run,
@@ -400,6 +441,7 @@ class WorkerPool:
             ),
             values=progress.values,
             interrupts=progress.interrupts,
+            saves=saves.document if saves is not None else None,
         )
         if done is not None and inflight and run["kwargs"].get("temporary"):
             # A temporary thread another run of which waits stays, busy.

@@ -314,3 +314,37 @@ async def test_the_saves_before_a_failure_are_stored_through_an_outage(
         await ours.save_together([*_saves(ours, thread_id), unserializable])
     assert len(attempts) == 2  # made again after the outage, as a whole batch is
     assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 1, 4]
+
+
+async def test_a_document_of_saves_stores_nothing_until_it_is_stored(
+    savers: tuple[Any, Any],
+) -> None:
+    ours, _ = savers
+    one_by_one, handed = str(uuid.uuid4()), str(uuid.uuid4())
+    for save in _saves(ours, one_by_one) + _overlapping_saves(ours, one_by_one):
+        await save()
+    document = await ours.document_of(_saves(ours, handed) + _overlapping_saves(ours, handed))
+    assert document is not None
+    assert await _stored(ours, handed) == [[], [], []]
+    await ours.store_document(document)
+    await ours.store_document(document)  # made twice (a retry), stored once
+    assert await _stored(ours, handed) == await _stored(ours, one_by_one)
+
+
+async def test_saves_no_document_can_hold_are_stored_at_once(savers: tuple[Any, Any]) -> None:
+    ours, _ = savers
+    thread_id = str(uuid.uuid4())
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"count": 2**70}  # orjson refuses it
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    save = functools.partial(ours.aput, config, checkpoint, {"step": 0}, {"count": 1})
+    assert await ours.document_of([save]) is None
+    assert [len(rows) for rows in await _stored(ours, thread_id)] == [1, 0, 0]
+
+    async def unserializable() -> None:
+        raise TypeError("not serializable")
+
+    other = str(uuid.uuid4())
+    with pytest.raises(TypeError, match="not serializable"):
+        await ours.document_of([*_saves(ours, other), unserializable])
+    assert [len(rows) for rows in await _stored(ours, other)] == [1, 1, 4]

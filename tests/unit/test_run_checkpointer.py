@@ -325,3 +325,60 @@ async def test_a_run_stopped_midway_has_its_final_state_all_the_same(save_behind
     direct = await _graph(ask=False).copy(update={"checkpointer": saver}).aget_state(config)
     assert (snapshot.values, snapshot.next) == (direct.values, direct.next)
     assert snapshot.values == {"steps": ["first"]} and snapshot.next == ("second",)
+
+
+class DocumentSaver(BatchingSaver):
+    """A batching saver that can also hand a batch over as a document (the Postgres saver's
+    `document_of`) and store it later (`store_document`)."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_delay=0.0)
+        self.documents: dict[str, list[Any]] = {}
+        self.stored: list[str] = []
+
+    async def document_of(self, saves: Any) -> str:
+        document = f"doc-{len(self.documents)}"
+        self.documents[document] = list(saves)
+        return document
+
+    async def store_document(self, document: str) -> None:
+        self.stored.append(document)
+        for save in self.documents[document]:
+            await save()
+
+
+async def test_the_saves_still_queued_at_the_end_are_handed_over_unsent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)  # all of the run's saves wait
+    order: list[str] = []
+
+    async def flush() -> None:
+        order.append("flush")
+
+    saver = DocumentSaver()
+    mine = RunCheckpointer(saver, "t12", new_thread=True, save_behind=True, before_save=flush)
+    graph = _graph(ask=False).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t12"}}
+    async for _ in graph.astream({"steps": []}, config):
+        pass
+    handed = await asyncio.wait_for(mine.hand_over(), 5)
+    assert handed is not None and order == ["flush"]  # the events go first, as for a batch
+    assert len(saver.documents[handed.document]) == 7  # four checkpoints, three tasks' writes
+    assert saver.batches == [] and saver.stored == []
+    # The final state needs no read; a read that needs the database stores them first.
+    assert (await graph.aget_state(config)).values == {"steps": ["first", "second"]}
+    assert saver.stored == []
+    assert len([t async for t in mine.alist(config)]) == 4
+    assert saver.stored == [handed.document] and handed.stored
+    await handed.store()
+    await mine.drain()
+    assert saver.stored == [handed.document]  # once
+
+
+async def test_without_documents_the_end_stores_everything_itself() -> None:
+    saver = BatchingSaver(batch_delay=0.0)
+    mine, _, config = await _run(saver, "t13")
+    assert await mine.hand_over() is None
+    assert sum(saver.batches) == 7
+    assert len([t async for t in saver.alist(config)]) == 4

@@ -1,0 +1,149 @@
+"""A run's last checkpoint saves are stored by its finalize: the run's end and its checkpoints
+go to Postgres in one statement. When that statement fails, the saves go apart, as during the
+run, and a save the database refuses fails the run (a run with status `error`), not its
+finalize. The server here is the real app, in this process, on a Postgres database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.agents import save_queue
+from app.main import create_app
+from app.settings import Settings
+from app.store.pg_saver import PostgresSaver
+from app.store.runs import Runs
+from tests.support import GRAPHS
+
+
+@pytest.fixture
+async def client(
+    own_pg_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    # Every save of a run waits for its end, however slow the machine: none goes out alone.
+    monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
+    settings = Settings(
+        DATABASE_URI=own_pg_uri,
+        RUNYARD_CONFIG=str(GRAPHS),
+        RUNYARD_DATA_DIR=str(tmp_path),
+        N_JOBS_PER_WORKER=1,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://runyard") as http:
+            yield http
+
+
+@pytest.fixture
+def apart(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The batch documents stored by a statement of their own."""
+    stored: list[str] = []
+    store = PostgresSaver.store_document
+
+    async def counted(self: PostgresSaver, document: str) -> None:
+        stored.append(document)
+        await store(self, document)
+
+    monkeypatch.setattr(PostgresSaver, "store_document", counted)
+    return stored
+
+
+async def _run(client: httpx.AsyncClient, thread_id: str, steps: int) -> dict[str, Any]:
+    r = await client.post(
+        f"/threads/{thread_id}/runs/wait",
+        json={"assistant_id": "counter", "input": {"steps": steps}},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _thread(client: httpx.AsyncClient) -> str:
+    r = await client.post("/threads", json={})
+    assert r.status_code == 200, r.text
+    return r.json()["thread_id"]
+
+
+async def _last_run(client: httpx.AsyncClient, thread_id: str) -> dict[str, Any]:
+    r = await client.get(f"/threads/{thread_id}/runs")
+    assert r.status_code == 200, r.text
+    return r.json()[0]
+
+
+async def test_a_runs_last_saves_are_stored_with_its_end(
+    client: httpx.AsyncClient, apart: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finishes: list[str | None] = []
+    finish = Runs.finish_settling_thread
+
+    async def seen(self: Runs, *args: Any, **kwargs: Any) -> Any:
+        finishes.append(kwargs.get("saves"))
+        return await finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runs, "finish_settling_thread", seen)
+    thread_id = await _thread(client)
+    assert (await _run(client, thread_id, steps=1))["count"] == 1
+    assert len(finishes) == 1 and finishes[0] is not None
+    assert apart == []
+    # Stored: the next run on the thread starts from them, read from the database.
+    assert (await _run(client, thread_id, steps=3))["count"] == 3
+    state = (await client.get(f"/threads/{thread_id}/state")).json()
+    assert state["values"]["count"] == 3 and state["next"] == []
+    history = (await client.post(f"/threads/{thread_id}/history", json={"limit": 100})).json()
+    # Two runs of one and two ticks: an input, a loop and a final checkpoint, then two more.
+    assert [h["values"].get("count") for h in history][:3] == [3, 2, 1]
+    assert apart == []
+
+
+async def test_a_failed_finalize_stores_the_saves_apart(
+    client: httpx.AsyncClient, apart: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish = Runs.finish_settling_thread
+    failed: list[str] = []
+
+    async def fails_with_saves(self: Runs, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("saves") is not None:
+            failed.append(kwargs["saves"])
+            raise ConnectionResetError("the connection broke")
+        return await finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runs, "finish_settling_thread", fails_with_saves)
+    thread_id = await _thread(client)
+    assert (await _run(client, thread_id, steps=2))["count"] == 2
+    assert apart == failed and len(apart) == 1
+    assert (await _last_run(client, thread_id))["status"] == "success"
+    state = (await client.get(f"/threads/{thread_id}/state")).json()
+    assert state["values"]["count"] == 2
+
+
+async def test_saves_refused_apart_fail_the_run(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish = Runs.finish_settling_thread
+
+    async def fails_with_saves(self: Runs, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("saves") is not None:
+            raise ValueError("invalid input syntax for type json")
+        return await finish(self, *args, **kwargs)
+
+    async def refused(self: PostgresSaver, document: str) -> None:
+        raise ValueError("invalid input syntax for type json")
+
+    monkeypatch.setattr(Runs, "finish_settling_thread", fails_with_saves)
+    monkeypatch.setattr(PostgresSaver, "store_document", refused)
+    thread_id = await _thread(client)
+    r = await client.post(
+        f"/threads/{thread_id}/runs/stream",
+        json={"assistant_id": "counter", "input": {"steps": 1}, "stream_mode": ["values"]},
+    )
+    assert r.status_code == 200
+    events = [line.removeprefix("event: ") for line in r.text.splitlines() if "event: " in line]
+    assert events[-1] == "error"
+    run = await _last_run(client, thread_id)
+    assert run["status"] == "error"
+    thread = (await client.get(f"/threads/{thread_id}")).json()
+    assert thread["status"] == "error"

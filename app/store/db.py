@@ -230,6 +230,25 @@ def _disconnect_errors() -> tuple[type[BaseException], ...]:
 _DISCONNECTS = _disconnect_errors()
 
 
+def _data_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [exc.DataError]
+    try:
+        import asyncpg
+        import psycopg
+    except ImportError:  # SQLite only
+        return tuple(errors)
+    return (*errors, asyncpg.exceptions.DataError, psycopg.DataError)
+
+
+_DATA_ERRORS = _data_errors()
+
+
+def refuses_data(error: BaseException) -> bool:
+    """Whether the database refused the values themselves (SQLSTATE class 22: a NUL character
+    in a JSON string, a number out of range): sent again, they are refused again."""
+    return isinstance(error, _DATA_ERRORS)
+
+
 def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
     record.info["checked_in_at"] = time.monotonic()
 

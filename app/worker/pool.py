@@ -25,7 +25,7 @@ from app.services import runs as run_service
 from app.services import threads as thread_service
 from app.services.runs import wake_later
 from app.store import idempotency
-from app.store.db import utcnow
+from app.store.db import refuses_data, utcnow
 from app.store.runs import Runs
 from app.store.threads import Threads, thread_status_after
 from app.worker.execute import EventEmitter, Progress, execute, progress_for, read_final_state
@@ -339,6 +339,7 @@ class WorkerPool:
         # (the lease is renewed meanwhile only if the heartbeat gets through, so past the lease
         # the sweeper may hand the run to another process, and `finish` then matches nothing).
         deadline = time.monotonic() + FINALIZE_RETRY_SECS
+        unstorable = False
         for attempt in itertools.count():
             output = _output(progress, status)
             try:
@@ -381,12 +382,20 @@ class WorkerPool:
                 if time.monotonic() > deadline:
                     log.error("run %s could not be finalized: %s", run_id, exc)
                     return True
-                log.warning("finalizing run %s failed (%s); retrying", run_id, exc)
                 if saves is not None:
                     # Whatever failed, the saves go apart from now on, as during the run: a
                     # save the database refuses fails the run, not its finalize.
                     status, error = await self._store_saves_apart(run, progress, status, error)
                     saves = None
+                    continue
+                if refuses_data(exc) and not unstorable:
+                    # What the run produced cannot be stored (a NUL character in a string of
+                    # its state or error): sent again it is refused again, so the run fails
+                    # with that, and nothing of its state is kept on its row or thread.
+                    unstorable = True
+                    status, error = await self._fail_unstorable(run, progress, exc)
+                    continue
+                log.warning("finalizing run %s failed (%s); retrying", run_id, exc)
                 await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         self.finished += 1
         metrics.run_finished(status, time.monotonic() - progress.started)
@@ -420,6 +429,19 @@ class WorkerPool:
                 await EventEmitter(self.c.broker, progress).emit("error", error)
             return "error", error
         return status, error
+
+    async def _fail_unstorable(
+        self, run: dict[str, Any], progress: Progress, exc: BaseException
+    ) -> tuple[str, dict[str, Any]]:
+        log.warning("run %s failed: its outcome could not be stored: %s", run["run_id"], exc)
+        progress.values, progress.interrupts, progress.next_nodes = None, {}, []
+        error = {
+            "error": type(exc).__name__,
+            "message": f"The run's outcome could not be stored: {exc}",
+        }
+        with contextlib.suppress(Exception):
+            await EventEmitter(self.c.broker, progress).emit("error", error)
+        return "error", error
 
     async def _finish_in_one_statement(
         self,

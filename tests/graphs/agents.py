@@ -155,3 +155,23 @@ _memo.add_edge(START, "recall")
 _memo.add_edge("recall", "remember")
 _memo.add_edge("remember", END)
 memo = _memo.compile()
+
+
+class Note(TypedDict, total=False):
+    text: str
+    fail: bool
+
+
+async def write_nul(state: Note) -> Note:
+    """Produces what Postgres cannot store in JSON, a NUL character: in its state, or with
+    `fail` in its error."""
+    if state.get("fail"):
+        raise ValueError("a bad byte: \x00")
+    return {"text": "a\x00b"}
+
+
+_unstorable = StateGraph(Note)
+_unstorable.add_node("write_nul", write_nul)
+_unstorable.add_edge(START, "write_nul")
+_unstorable.add_edge("write_nul", END)
+unstorable = _unstorable.compile()

@@ -1,15 +1,19 @@
-"""A run's last checkpoint saves are stored by its finalize: the run's end and its checkpoints
-go to Postgres in one statement. When that statement fails, the saves go apart, as during the
-run, and a save the database refuses fails the run (a run with status `error`), not its
-finalize. The server here is the real app, in this process, on a Postgres database."""
+"""A run's finalize. The run's last checkpoint saves are stored by it: the run's end and its
+checkpoints go to Postgres in one statement. When that statement fails, the saves go apart, as
+during the run, and a save the database refuses fails the run (a run with status `error`), not
+its finalize. What the database refuses in a run's outcome (a NUL character) fails the run
+too, at once, where it used to be sent again until the finalize gave up, the run left
+running. The server here is the real app, in this process, on a Postgres database."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from app.agents import save_queue
@@ -17,6 +21,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store.pg_saver import PostgresSaver
 from app.store.runs import Runs
+from app.worker import pool
 from tests.support import GRAPHS
 
 
@@ -26,6 +31,8 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     # Every save of a run waits for its end, however slow the machine: none goes out alone.
     monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
+    # A finalize that can never succeed gives up soon (the run is then left running).
+    monkeypatch.setattr(pool, "FINALIZE_RETRY_SECS", 3.0)
     settings = Settings(
         DATABASE_URI=own_pg_uri,
         RUNYARD_CONFIG=str(GRAPHS),
@@ -147,3 +154,49 @@ async def test_saves_refused_apart_fail_the_run(
     assert run["status"] == "error"
     thread = (await client.get(f"/threads/{thread_id}")).json()
     assert thread["status"] == "error"
+
+
+def _events(body: str) -> list[tuple[str, Any]]:
+    """An SSE body's events: (name, data)."""
+    events = []
+    for block in body.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            events.append((lines["event"], orjson.loads(lines.get("data", "null"))))
+    return events
+
+
+@pytest.mark.parametrize(
+    ("where", "given"),
+    [
+        ("thread", {}),
+        ("thread", {"fail": True}),
+        ("stateless", {}),
+        ("stateless", {"fail": True}),
+    ],
+    ids=["state on a thread", "error on a thread", "state, stateless", "error, stateless"],
+)
+async def test_an_outcome_the_database_refuses_fails_the_run(
+    client: httpx.AsyncClient, where: str, given: dict[str, Any]
+) -> None:
+    body = {"assistant_id": "unstorable", "input": given, "stream_mode": ["values"]}
+    thread_id = await _thread(client) if where == "thread" else None
+    path = f"/threads/{thread_id}/runs/stream" if thread_id else "/runs/stream"
+    r = await asyncio.wait_for(client.post(path, json=body), 20)
+    assert r.status_code == 200
+    name, data = _events(r.text)[-1]
+    assert name == "error"
+    assert "could not be stored" in data["message"]
+    if thread_id is not None:
+        assert (await _last_run(client, thread_id))["status"] == "error"
+        thread = (await client.get(f"/threads/{thread_id}")).json()
+        assert thread["status"] == "error"
+        # The thread is usable: another run on it goes to the end.
+        again = await asyncio.wait_for(
+            client.post(
+                f"/threads/{thread_id}/runs/wait",
+                json={"assistant_id": "unstorable", "input": {"text": "fine"}},
+            ),
+            20,
+        )
+        assert again.status_code == 200

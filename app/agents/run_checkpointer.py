@@ -16,8 +16,10 @@ finalize stores them in its own statement, one round trip and one commit fewer p
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
@@ -33,6 +35,8 @@ from langgraph.checkpoint.base import (
 )
 
 from app.agents.save_queue import Save, SaveQueue
+
+log = logging.getLogger(__name__)
 
 _WriteKey = tuple[str, str, int]  # task path, task id, index
 
@@ -116,7 +120,22 @@ class RunCheckpointer(BaseCheckpointSaver):
         if self._saves is None or not hasattr(self.saver, "document_of"):
             await self.drain()
             return None
-        saves = await self._saves.hand_over()
+        handing = asyncio.ensure_future(self._hand_over(self._saves))
+        try:
+            return await asyncio.shield(handing)
+        except asyncio.CancelledError:
+            # Cancelled at the run's very end (the run is then interrupted): its saves are
+            # stored all the same, as a drain's are, and the memo stays the database's.
+            try:
+                handed = await handing
+                if handed is not None:
+                    await handed.store()
+            except Exception as exc:  # noqa: BLE001 - the cancel is what the run reports
+                log.warning("checkpoints of thread %s not stored: %s", self.thread_id, exc)
+            raise
+
+    async def _hand_over(self, queue: SaveQueue) -> HandedSaves | None:
+        saves = await queue.hand_over()
         if not saves:
             return None
         if self._before_save is not None:

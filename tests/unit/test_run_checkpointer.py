@@ -382,3 +382,37 @@ async def test_without_documents_the_end_stores_everything_itself() -> None:
     assert await mine.hand_over() is None
     assert sum(saver.batches) == 7
     assert len([t async for t in saver.alist(config)]) == 4
+
+
+@pytest.mark.parametrize("when", ["flushing its events", "making the document"])
+async def test_a_run_cancelled_while_handing_over_stores_its_saves(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
+    started = asyncio.Event()
+
+    async def slow_flush() -> None:
+        if when == "flushing its events":
+            started.set()
+            await asyncio.sleep(0.05)
+
+    class SlowDocuments(DocumentSaver):
+        async def document_of(self, saves: Any) -> str:
+            if when == "making the document":
+                started.set()
+                await asyncio.sleep(0.05)
+            return await super().document_of(saves)
+
+    saver = SlowDocuments()
+    mine = RunCheckpointer(saver, "t14", new_thread=True, save_behind=True, before_save=slow_flush)
+    graph = _graph(ask=False).copy(update={"checkpointer": mine})
+    config = {"configurable": {"thread_id": "t14"}}
+    async for _ in graph.astream({"steps": []}, config):
+        pass
+    task = asyncio.create_task(mine.hand_over())
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(saver.stored) == 1  # stored all the same
+    assert len([t async for t in saver.alist(config)]) == 4

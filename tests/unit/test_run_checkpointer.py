@@ -161,10 +161,17 @@ class BatchingSaver(CountingSaver):
 
 
 async def _run(
-    saver: Any, thread_id: str, *, ask: bool = False, save_behind: bool = True
+    saver: Any,
+    thread_id: str,
+    *,
+    ask: bool = False,
+    save_behind: bool = True,
+    before_save: Any = None,
 ) -> tuple[RunCheckpointer, Any, dict[str, Any]]:
     """Run the graph to its end (or interrupt) through a run's checkpointer."""
-    mine = RunCheckpointer(saver, thread_id, new_thread=True, save_behind=save_behind)
+    mine = RunCheckpointer(
+        saver, thread_id, new_thread=True, save_behind=save_behind, before_save=before_save
+    )
     graph = _graph(ask=ask).copy(update={"checkpointer": mine})
     config = {"configurable": {"thread_id": thread_id}}
     async for _ in graph.astream({"steps": []}, config):
@@ -357,11 +364,7 @@ async def test_the_saves_still_queued_at_the_end_are_handed_over_unsent(
         order.append("flush")
 
     saver = DocumentSaver()
-    mine = RunCheckpointer(saver, "t12", new_thread=True, save_behind=True, before_save=flush)
-    graph = _graph(ask=False).copy(update={"checkpointer": mine})
-    config = {"configurable": {"thread_id": "t12"}}
-    async for _ in graph.astream({"steps": []}, config):
-        pass
+    mine, graph, config = await _run(saver, "t12", before_save=flush)
     handed = await asyncio.wait_for(mine.hand_over(), 5)
     assert handed is not None and order == ["flush"]  # the events go first, as for a batch
     assert len(saver.documents[handed.document]) == 7  # four checkpoints, three tasks' writes
@@ -404,11 +407,7 @@ async def test_a_run_cancelled_while_handing_over_stores_its_saves(
             return await super().document_of(saves)
 
     saver = SlowDocuments()
-    mine = RunCheckpointer(saver, "t14", new_thread=True, save_behind=True, before_save=slow_flush)
-    graph = _graph(ask=False).copy(update={"checkpointer": mine})
-    config = {"configurable": {"thread_id": "t14"}}
-    async for _ in graph.astream({"steps": []}, config):
-        pass
+    mine, _, config = await _run(saver, "t14", before_save=slow_flush)
     task = asyncio.create_task(mine.hand_over())
     await asyncio.wait_for(started.wait(), 5)
     task.cancel()

@@ -24,8 +24,11 @@ from typing import Any, Protocol
 
 from app.broker.base import Doorbell
 
-# How long the first save of a batch waits for the run's next ones.
-LINGER_SECS = 0.002
+# How long the first save of a batch waits for the run's next ones. Long enough for a short
+# run to reach its end on a busy server, where its saves then go with its finalize (2 ms was
+# too short under load: most one-node runs sent a batch of their own first); short beside
+# any step that calls a model or a tool, which a lost worker's run would do again anyway.
+LINGER_SECS = 0.02
 
 Save = Callable[[], Awaitable[Any]]
 

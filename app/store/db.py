@@ -230,23 +230,14 @@ def _disconnect_errors() -> tuple[type[BaseException], ...]:
 _DISCONNECTS = _disconnect_errors()
 
 
-def _data_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [exc.DataError]
-    try:
-        import asyncpg
-        import psycopg
-    except ImportError:  # SQLite only
-        return tuple(errors)
-    return (*errors, asyncpg.exceptions.DataError, psycopg.DataError)
-
-
-_DATA_ERRORS = _data_errors()
-
-
 def refuses_data(error: BaseException) -> bool:
     """Whether the database refused the values themselves (SQLSTATE class 22: a NUL character
-    in a JSON string, a number out of range): sent again, they are refused again."""
-    return isinstance(error, _DATA_ERRORS)
+    in a JSON string, a number out of range): sent again, they are refused again. asyncpg's and
+    psycopg's errors carry the SQLSTATE; SQLAlchemy's carry the driver's as `orig`."""
+    state = getattr(error, "sqlstate", None) or getattr(
+        getattr(error, "orig", None), "sqlstate", None
+    )
+    return isinstance(state, str) and state.startswith("22")
 
 
 def _note_checkin(_dbapi_connection: Any, record: Any) -> None:

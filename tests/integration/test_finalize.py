@@ -12,13 +12,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
+import psycopg
 import pytest
+from sqlalchemy import text
 
 from app.agents import save_queue
 from app.main import create_app
 from app.settings import Settings
+from app.store.db import Database, refuses_data
 from app.store.pg_saver import PostgresSaver
 from app.store.runs import Runs
 from app.worker import pool
@@ -200,3 +204,29 @@ async def test_an_outcome_the_database_refuses_fails_the_run(
             20,
         )
         assert again.status_code == 200
+
+
+async def test_refused_data_is_told_apart_from_every_driver(own_pg_uri: str) -> None:
+    """The finalize takes its statements through asyncpg, SQLAlchemy or psycopg: each driver's
+    error for a value Postgres refuses is recognised, and nothing else is."""
+    nul = '{"text": "a\\u0000b"}'
+    db = Database(Settings(DATABASE_URI=own_pg_uri).sqlalchemy_url, pool_size=1)
+    errors: list[BaseException] = []
+    try:
+        async with db.raw() as con:
+            with pytest.raises(Exception) as raw:
+                await con.fetchval("SELECT $1::text::jsonb", nul)
+            errors.append(raw.value)
+        async with db.begin() as conn:
+            with pytest.raises(Exception) as wrapped:
+                await conn.execute(text("SELECT CAST(:v AS jsonb)"), {"v": nul})
+            errors.append(wrapped.value)
+    finally:
+        await db.dispose()
+    async with await psycopg.AsyncConnection.connect(own_pg_uri) as conn:
+        with pytest.raises(Exception) as direct:
+            await conn.execute("SELECT %s::jsonb", (nul,))
+        errors.append(direct.value)
+    assert [refuses_data(e) for e in errors] == [True, True, True]
+    assert not refuses_data(ConnectionResetError("the connection broke"))
+    assert not refuses_data(asyncpg.exceptions.UniqueViolationError("duplicate key"))

@@ -171,11 +171,7 @@ class PostgresSaver(AsyncPostgresSaver):
         anything (its values would not serialize) leaves the saves before it stored, as
         saving one by one would; a statement the database refuses leaves none of the batch
         stored. Either way the error is raised."""
-        kept, failed = await self._keep(saves)
-        if kept.statements:  # outside the batch: sent with the outage retry
-            await _while_unreachable(functools.partial(self._send, kept.statements))
-        if failed is not None:
-            raise failed
+        await self._store_kept(*await self._keep(saves))
 
     async def document_of(self, saves: Sequence[Callable[[], Awaitable[Any]]]) -> str | None:
         """The saves as a batch document, for another statement to store (`saving_ctes`);
@@ -183,14 +179,12 @@ class PostgresSaver(AsyncPostgresSaver):
         is not one of the library's, a value orjson cannot write, or a save that failed (its
         error is raised)."""
         kept, failed = await self._keep(saves)
-        document = None
         if failed is None and kept.statements:
             document = self._as_document(kept.statements)
-        if document is None and kept.statements:
-            await _while_unreachable(functools.partial(self._send, kept.statements))
-        if failed is not None:
-            raise failed
-        return document
+            if document is not None:
+                return document
+        await self._store_kept(kept, failed)
+        return None
 
     async def store_document(self, document: str) -> None:
         """Store a batch document from `document_of` with a statement of its own."""
@@ -210,6 +204,13 @@ class PostgresSaver(AsyncPostgresSaver):
         finally:
             _KEEP.reset(token)
         return kept, None
+
+    async def _store_kept(self, kept: _Kept, failed: BaseException | None) -> None:
+        """Send what the saves kept, with the outage retry; then raise the failure, if any."""
+        if kept.statements:
+            await _while_unreachable(functools.partial(self._send, kept.statements))
+        if failed is not None:
+            raise failed
 
     async def _send(self, statements: list[tuple[str, list[Sequence[Any]]]]) -> None:
         document = self._as_document(statements)

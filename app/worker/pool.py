@@ -333,7 +333,7 @@ class WorkerPool:
         # The run's last checkpoint saves, stored by the finalize's own statement.
         saves = progress.saves if progress.saves is not None and not progress.saves.stored else None
         if saves is not None and (temporary or not in_one_statement):
-            status, error = await self._store_saves_apart(run, progress, status, error)
+            status, error = await self._store_saves_apart(run, progress, saves, status, error)
             saves = None
         # A database restart must not lose a finished run's outcome: keep trying for a while
         # (the lease is renewed meanwhile only if the heartbeat gets through, so past the lease
@@ -385,7 +385,9 @@ class WorkerPool:
                 if saves is not None:
                     # Whatever failed, the saves go apart from now on, as during the run: a
                     # save the database refuses fails the run, not its finalize.
-                    status, error = await self._store_saves_apart(run, progress, status, error)
+                    status, error = await self._store_saves_apart(
+                        run, progress, saves, status, error
+                    )
                     saves = None
                     continue
                 if refuses_data(exc) and not unstorable:
@@ -414,20 +416,17 @@ class WorkerPool:
         self,
         run: dict[str, Any],
         progress: Progress,
+        saves: HandedSaves,
         status: str,
         error: dict[str, Any] | None,
     ) -> tuple[str, dict[str, Any] | None]:
         """Store the run's last saves with a statement of their own (through an outage, as
         any save); the run's status and error after that: an error if they were refused."""
-        assert progress.saves is not None
         try:
-            await progress.saves.store()
+            await saves.store()
         except Exception as exc:
             log.info("run %s failed: its checkpoints were refused: %s", run["run_id"], exc)
-            error = {"error": type(exc).__name__, "message": str(exc)}
-            with contextlib.suppress(Exception):
-                await EventEmitter(self.c.broker, progress).emit("error", error)
-            return "error", error
+            return await self._ended_in_error(progress, exc, str(exc))
         return status, error
 
     async def _fail_unstorable(
@@ -435,10 +434,15 @@ class WorkerPool:
     ) -> tuple[str, dict[str, Any]]:
         log.warning("run %s failed: its outcome could not be stored: %s", run["run_id"], exc)
         progress.values, progress.interrupts, progress.next_nodes = None, {}, []
-        error = {
-            "error": type(exc).__name__,
-            "message": f"The run's outcome could not be stored: {exc}",
-        }
+        return await self._ended_in_error(
+            progress, exc, f"The run's outcome could not be stored: {exc}"
+        )
+
+    async def _ended_in_error(
+        self, progress: Progress, exc: BaseException, message: str
+    ) -> tuple[str, dict[str, Any]]:
+        """A run found failed while it is finalized: its error, told to its stream too."""
+        error = {"error": type(exc).__name__, "message": message}
         with contextlib.suppress(Exception):
             await EventEmitter(self.c.broker, progress).emit("error", error)
         return "error", error

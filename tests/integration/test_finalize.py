@@ -8,7 +8,7 @@ running. The server here is the real app, in this process, on a Postgres databas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,27 @@ from app.store.db import Database, refuses_data
 from app.store.pg_saver import PostgresSaver
 from app.store.runs import Runs
 from app.worker import pool
-from tests.support import GRAPHS
+from tests.support import GRAPHS, postgres_database
+
+
+@pytest.fixture
+def fresh_pg_uri() -> Iterator[str]:
+    """A database of the test's own: the session's `own_pg_uri` may hold runs that other
+    tests left pending, which this server's worker would claim and finalize."""
+    with postgres_database() as uri:
+        yield uri
 
 
 @pytest.fixture
 async def client(
-    own_pg_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_pg_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     # Every save of a run waits for its end, however slow the machine: none goes out alone.
     monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
     # A finalize that can never succeed gives up soon (the run is then left running).
     monkeypatch.setattr(pool, "FINALIZE_RETRY_SECS", 3.0)
     settings = Settings(
-        DATABASE_URI=own_pg_uri,
+        DATABASE_URI=fresh_pg_uri,
         RUNYARD_CONFIG=str(GRAPHS),
         RUNYARD_DATA_DIR=str(tmp_path),
         N_JOBS_PER_WORKER=1,

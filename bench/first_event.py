@@ -13,6 +13,7 @@ first custom event. The steps' medians in order, one after the other, say where 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -30,6 +31,7 @@ MODES = ["custom", "values"]
 # The probes' labels (bench/probes/sitecustomize.py), what each marks.
 STEPS = {
     "request": "the request reaches the server's first middleware",
+    "route": "the route creates the run (FastAPI has read and validated the request)",
     "insert": "the run, built, goes to its insert",
     "inserted": "the insert has committed",
     "metadata": "the response writes its metadata frame",
@@ -42,8 +44,9 @@ STEPS = {
 WRITE_WAIT_SECS = 1.5  # the probes rewrite their files every half second
 
 
-async def _streams(url: str, runs: int) -> list[float]:
-    """Sequential streams; the client's time to each one's first custom event, in ms."""
+async def _streams(url: str, runs: int, pause: float = 0.0) -> list[float]:
+    """Sequential streams, `pause` seconds apart; the client's time to each one's first
+    custom event, in ms."""
     sdk = client(url)
     firsts: list[float] = []
     try:
@@ -57,6 +60,8 @@ async def _streams(url: str, runs: int) -> list[float]:
             if first is None:
                 raise RuntimeError("a stream ended without a custom event")
             firsts.append(first)
+            if pause:
+                await asyncio.sleep(pause)
     finally:
         await sdk.aclose()
     return firsts
@@ -115,6 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="between streams: the previous run's last work (its stream's teardown, its events' "
+        "Redis batch) out of the way of the next request; back to back by default, as the "
+        "stream scenario sends them",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="runyard-probes-") as marks:
         probes = str(BENCH_DIR / "probes")
@@ -122,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         with open_stack("production", spec) as stack:
             uvloop.run(_streams(stack.url, args.warmup))
             since = time.perf_counter()
-            client_ms = uvloop.run(_streams(stack.url, args.runs))
+            client_ms = uvloop.run(_streams(stack.url, args.runs, args.pause / 1000))
             time.sleep(WRITE_WAIT_SECS)
             requests = read_marks(Path(marks), since)
         if not requests:

@@ -75,6 +75,10 @@ def _guards(module: ModuleType) -> None:
     module.BodyLimit.__call__ = wrapped
 
 
+def _runs_routes(module: ModuleType) -> None:
+    module._create = _around(module._create, "route")
+
+
 def _runs_store(module: ModuleType) -> None:
     runs = module.Runs
     runs.insert_with_thread = _around(runs.insert_with_thread, "insert", "inserted")
@@ -118,6 +122,7 @@ def _memory(module: ModuleType) -> None:
 
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "app.api.guards": _guards,
+    "app.api.runs": _runs_routes,
     "app.store.runs": _runs_store,
     "app.stream.sse": _sse,
     "app.worker.execute": _execute,

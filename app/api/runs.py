@@ -6,7 +6,9 @@ import uuid
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.api.common import JSON, container
 from app.api.models import (
@@ -101,7 +103,101 @@ async def _create(
     return run, req
 
 
-IdempotencyKey = Header(default=None, alias="Idempotency-Key", max_length=255)
+IDEMPOTENCY_KEY_MAX = 255
+
+# The routes that create a run read their request themselves: FastAPI's parameter machinery
+# (the body parsed by the standard library's json, validated field by field through its
+# wrappers, the header and the container solved as dependencies) cost 180-200 µs a request
+# in-process, against 54 for the body validated by pydantic from its bytes. OpenAPI still
+# describes the body, the header and the path.
+_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"anyOf": [{"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX}, {"type": "null"}]},
+}
+_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunCreate"}}},
+}
+_REFUSED = {
+    "422": {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+}
+STATELESS = {"requestBody": _BODY, "parameters": [_HEADER], "responses": _REFUSED}
+ON_THREAD = {
+    "requestBody": _BODY,
+    "responses": _REFUSED,
+    "parameters": [
+        {
+            "name": "thread_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        },
+        _HEADER,
+    ],
+}
+
+
+def _invalid(kind: str, loc: tuple[Any, ...], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg}])
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind.startswith("application/") and (
+        kind == "application/json" or kind.endswith("+json")
+    )
+
+
+async def _run_create(request: Request) -> tuple[RunCreate, str | None]:
+    """The body and the Idempotency-Key of a request that creates a run, refused as FastAPI
+    refuses a bad one (422, the error's place under `body` or `header`)."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise _invalid(
+            "string_too_long",
+            ("header", "Idempotency-Key"),
+            f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+        )
+    raw = await request.body()
+    if not raw:
+        raise _invalid("missing", ("body",), "Field required")
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise _invalid("model_attributes_type", ("body",), "Input should be a JSON object")
+    try:
+        return RunCreate.model_validate_json(raw), key
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def _thread_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["thread_id"])
+    except ValueError:
+        raise _invalid(
+            "uuid_parsing", ("path", "thread_id"), "Input should be a valid UUID"
+        ) from None
+
+
+async def _create_from(
+    request: Request, *, stateless: bool
+) -> tuple[Container, dict[str, Any], RunRequest]:
+    """The run a create route's request asks for, created: on the path's thread, or on a
+    temporary one (`stateless`)."""
+    thread_id = None if stateless else _thread_id(request)
+    body, key = await _run_create(request)
+    c: Container = request.app.state.container
+    run, req = await _create(c, thread_id, body, key)
+    return c, run, req
 
 
 def _stream(c: Container, run: dict[str, Any], req: RunRequest, stateless: bool) -> Response:
@@ -129,63 +225,42 @@ async def _wait(c: Container, run: dict[str, Any], stateless: bool) -> JSON:
 # busiest.
 
 
-@router.post("/runs")
-async def create_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> JSON:
-    run, _ = await _create(c, None, body, idempotency_key)
+@router.post("/runs", openapi_extra=STATELESS)
+async def create_stateless(request: Request) -> JSON:
+    _, run, _ = await _create_from(request, stateless=True)
     return JSON(service.public(run), headers=_location(run, True))
 
 
-@router.post("/runs/stream")
-async def stream_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> Response:
-    run, req = await _create(c, None, body, idempotency_key)
+@router.post("/runs/stream", openapi_extra=STATELESS)
+async def stream_stateless(request: Request) -> Response:
+    c, run, req = await _create_from(request, stateless=True)
     return _stream(c, run, req, True)
 
 
-@router.post("/runs/wait")
-async def wait_stateless(
-    body: RunCreate, idempotency_key: str | None = IdempotencyKey, c: Container = Depends(container)
-) -> JSON:
-    run, _ = await _create(c, None, body, idempotency_key)
+@router.post("/runs/wait", openapi_extra=STATELESS)
+async def wait_stateless(request: Request) -> JSON:
+    c, run, _ = await _create_from(request, stateless=True)
     return await _wait(c, run, True)
 
 
 # -- on a thread --------------------------------------------------------------------------
 
 
-@router.post("/threads/{thread_id}/runs")
-async def create_run(
-    thread_id: uuid.UUID,
-    body: RunCreate,
-    idempotency_key: str | None = IdempotencyKey,
-    c: Container = Depends(container),
-) -> JSON:
-    run, _ = await _create(c, thread_id, body, idempotency_key)
+@router.post("/threads/{thread_id}/runs", openapi_extra=ON_THREAD)
+async def create_run(request: Request) -> JSON:
+    _, run, _ = await _create_from(request, stateless=False)
     return JSON(service.public(run), headers=_location(run, False))
 
 
-@router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(
-    thread_id: uuid.UUID,
-    body: RunCreate,
-    idempotency_key: str | None = IdempotencyKey,
-    c: Container = Depends(container),
-) -> Response:
-    run, req = await _create(c, thread_id, body, idempotency_key)
+@router.post("/threads/{thread_id}/runs/stream", openapi_extra=ON_THREAD)
+async def stream_run(request: Request) -> Response:
+    c, run, req = await _create_from(request, stateless=False)
     return _stream(c, run, req, False)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(
-    thread_id: uuid.UUID,
-    body: RunCreate,
-    idempotency_key: str | None = IdempotencyKey,
-    c: Container = Depends(container),
-) -> JSON:
-    run, _ = await _create(c, thread_id, body, idempotency_key)
+@router.post("/threads/{thread_id}/runs/wait", openapi_extra=ON_THREAD)
+async def wait_run(request: Request) -> JSON:
+    c, run, _ = await _create_from(request, stateless=False)
     return await _wait(c, run, False)
 
 

@@ -474,6 +474,41 @@ async def test_bad_input_is_a_clear_4xx(server: Server) -> None:
             headers={"content-type": "application/json"},
         )
         assert r.status_code == 422 and "detail" in r.json()
+        # The routes that create a run read their request themselves, and refuse as FastAPI
+        # does: 422, each error placed under body, header or path.
+        run = {"assistant_id": "counter"}
+        refused = [
+            ("/runs/wait", {"json": {**run, "metadata": {"n": 2**64}}}, ["body"]),
+            ("/runs/stream", {"json": {**run, "stream_mode": ["x"]}}, ["body", "stream_mode"]),
+            ("/runs", {"json": [run]}, ["body"]),
+            ("/runs", {"content": b""}, ["body"]),
+            (
+                "/runs",
+                {"content": b'{"a": NaN', "headers": {"content-type": "application/json"}},
+                ["body"],
+            ),
+            (
+                "/runs/wait",
+                {
+                    "content": b'{"assistant_id": "counter"}',
+                    "headers": {"content-type": "text/plain"},
+                },
+                ["body"],
+            ),
+            (
+                "/runs",
+                {"json": run, "headers": {"Idempotency-Key": "k" * 256}},
+                ["header", "Idempotency-Key"],
+            ),
+            ("/threads/not-a-uuid/runs/wait", {"json": run}, ["path", "thread_id"]),
+            (f"/threads/{tid}/runs/stream", {"json": {"input": {}}}, ["body", "assistant_id"]),
+        ]
+        for path, request, loc in refused:
+            r = await http.post(path, **request)
+            assert r.status_code == 422, (path, r.status_code, r.text)
+            assert r.json()["detail"][0]["loc"][: len(loc)] == loc, (path, r.text)
+        r = await http.post("/runs/wait", json=run, headers={"Idempotency-Key": "k" * 255})
+        assert r.status_code == 200, r.text
         # Odd but storable keys are fine in filters.
         for meta in ({'a"b': 1}, {"a.b": "x"}, {"$": [1, {"x": None}]}):
             r = await http.post("/threads/search", json={"metadata": meta})

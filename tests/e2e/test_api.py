@@ -509,6 +509,10 @@ async def test_bad_input_is_a_clear_4xx(server: Server) -> None:
             assert r.json()["detail"][0]["loc"][: len(loc)] == loc, (path, r.text)
         r = await http.post("/runs/wait", json=run, headers={"Idempotency-Key": "k" * 255})
         assert r.status_code == 200, r.text
+        r = await http.get(f"/threads/{tid}/runs/not-a-uuid/join")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "run_id"]
+        r = await http.get(f"/threads/{tid}/runs/{missing}/join")
+        assert r.status_code == 404 and "detail" in r.json()
         # Odd but storable keys are fine in filters.
         for meta in ({'a"b': 1}, {"a.b": "x"}, {"$": [1, {"x": None}]}):
             r = await http.post("/threads/search", json={"metadata": meta})

@@ -22,7 +22,8 @@ from app.store.filters import json_contains
 from app.store.tables import assistant_versions, assistants
 
 # Built once: SQLAlchemy then skips building the statement and its cache key per call (about
-# half of what a simple statement costs the embedded server). Postgres has store/hot.py.
+# half of what a simple statement costs the embedded server). Postgres has store/hot.py,
+# a SQLite file store/sqlite_hot.py.
 _KEY = bindparam("key")
 _GET_BY_ID_OR_GRAPH = (
     select(assistants)
@@ -133,6 +134,9 @@ class Assistants:
             async with self.db.raw() as con:
                 record = await con.fetchrow(hot.GET_ASSISTANT, assistant_id, prefer or "")
             return dict(record) if record is not None else None
+        if self.db.lite is not None:
+            found = self.db.lite.get_assistant(assistant_id, prefer or "")
+            return _row(found) if found else None
         async with self.db.read() as conn:
             result = await conn.execute(
                 _GET_BY_ID_OR_GRAPH, {"key": assistant_id, "prefer": prefer or ""}

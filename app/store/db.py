@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -16,6 +16,9 @@ from sqlalchemy.util import await_, greenlet_spawn
 
 from app import serde
 from app.store.sqlite_inline import inline_url
+
+if TYPE_CHECKING:
+    from app.store.sqlite_hot import SqliteHot
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 # Any fixed 64-bit number; every Runyard process agrees on it.
@@ -75,6 +78,7 @@ class Database:
             "json_serializer": serde.dumps_str,
             "json_deserializer": serde.loads,
         }
+        path = None
         if self.is_postgres:
             # Connections opened under load are kept, not closed after use (an overflow
             # connection costs a connect, TLS negotiation and codec set-up each time).
@@ -87,6 +91,13 @@ class Database:
             url = inline_url(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
+        # The embedded store's run path, on a connection of its own (a file database only:
+        # another connection to an in-memory one would open another database).
+        self.lite: SqliteHot | None = None
+        if not self.is_postgres and path and path != ":memory:":
+            from app.store.sqlite_hot import SqliteHot  # it imports hot.py, which imports this
+
+            self.lite = SqliteHot(path, self.engine.sync_engine.dialect)
         if self.is_postgres:
             # Reads and single-statement writes skip BEGIN/COMMIT: two round trips fewer.
             self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -105,6 +116,13 @@ class Database:
         else:
             async with self._write_lock, self.engine.begin() as conn:
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def lite_write(self) -> AsyncIterator[SqliteHot]:
+        """The embedded store's run-path statements, for a write (store/sqlite_hot.py)."""
+        assert self.lite is not None
+        async with self._write_lock:
+            yield self.lite
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -182,6 +200,8 @@ class Database:
                 await self.wait_reachable(deadline, log)
 
     async def dispose(self) -> None:
+        if self.lite is not None:
+            self.lite.close()
         await self.engine.dispose()
 
     async def migrate(

@@ -3,7 +3,7 @@
 SQLAlchemy's expression layer costs about a third of a millisecond of CPU per statement (build,
 cache key, compile, result processing) for statements whose text never changes. These run as
 plain SQL on the pooled connection's asyncpg driver, which prepares each once per connection.
-SQLite takes the SQLAlchemy versions in runs.py; both answer the same rows.
+The embedded store has its own (sqlite_hot.py); all answer the same rows as SQLAlchemy's.
 
 JSON parameters go in as text (the pool's codecs, set up by SQLAlchemy's dialect, take text and
 hand back Python objects); SQL NULL stands for None.

@@ -35,7 +35,7 @@ INFLIGHT = ("pending", "running")
 _NEXT_SQLITE_PICK = text(hot.pick_eligible(":now")).bindparams(bindparam("now", type_=Timestamp))
 # The statements every run executes, built once: SQLAlchemy then skips building each and its
 # cache key per call (about half of what a simple statement costs the embedded server).
-# Postgres runs its hot ones from store/hot.py.
+# Postgres runs its hot ones from store/hot.py, a SQLite file from store/sqlite_hot.py.
 _INSERT = insert(runs).returning(*runs.c)
 _INSERT_THREAD = insert(threads)
 _GET = select(runs).where(runs.c.run_id == bindparam("run_id"))
@@ -182,6 +182,9 @@ class Runs:
             # The JSON columns are read back as the caller gave them.
             return {"kwargs": run_row["kwargs"], "metadata": run_row["metadata"], **record}
         assert assistant is None, "the assistant guard is a Postgres statement"
+        if self.db.lite is not None:
+            async with self.db.lite_write() as lite:
+                return _row(lite.insert_thread_and_run(thread_row, run_row))
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)
             return await self.insert(conn, run_row)
@@ -195,6 +198,10 @@ class Runs:
                 async with self.db.raw() as con:
                     record = await con.fetchrow(hot.CLAIM_NEXT, owner, float(lease_secs))
                 return dict(record) if record is not None else None
+            if self.db.lite is not None:
+                async with self.db.lite_write() as lite:
+                    found = lite.claim_next(owner, lease_secs, utcnow())
+                return _row(found) if found else None
             async with self.db.begin() as conn:
                 now = utcnow()
                 seq = (await conn.execute(_NEXT_SQLITE_PICK, {"now": now})).scalar()
@@ -225,6 +232,9 @@ class Runs:
                 else:
                     record = await con.fetchrow(hot.GET_RUN_ON_THREAD, run_id, thread_id)
             return dict(record) if record is not None else None
+        if self.db.lite is not None:
+            found = self.db.lite.get_run(run_id, thread_id)
+            return _row(found) if found else None
         async with self.db.read() as conn:
             if thread_id is None:
                 result = await conn.execute(_GET, {"run_id": run_id})
@@ -381,14 +391,31 @@ class Runs:
         interrupts: dict[str, Any],
         saves: str | None = None,
     ) -> tuple[Row | None, bool]:
-        """Postgres: end the run and settle its thread in one statement. A temporary thread is
-        deleted unless another of its runs is in flight; any other takes `thread_status` (or
-        `busy` while another run is in flight), values, interrupts and error, and the same
-        statement stores `saves` (a checkpoint batch document, PostgresSaver.document_of),
-        whether or not the run is still ours, as a save of its own would. Returns the
-        finished run (None if the run is no longer ours) and whether another run of the
-        thread is in flight (True for a temporary thread that stays: its fields are the
-        caller's to set)."""
+        """Postgres: end the run and settle its thread in one statement (a SQLite file: in one
+        transaction, without `saves`, whose checkpoints are in a file of their own). A
+        temporary thread is deleted unless another of its runs is in flight; any other takes
+        `thread_status` (or `busy` while another run is in flight), values, interrupts and
+        error, and the same statement stores `saves` (a checkpoint batch document,
+        PostgresSaver.document_of), whether or not the run is still ours, as a save of its own
+        would. Returns the finished run (None if the run is no longer ours) and whether another
+        run of the thread is in flight (True for a temporary thread that stays: its fields are
+        the caller's to set)."""
+        if self.db.lite is not None:
+            if saves is not None:
+                raise ValueError("the embedded store's checkpoints are saved apart")
+            async with self.db.lite_write() as lite:
+                found, busy = lite.finish(
+                    run,
+                    owner,
+                    status=status,
+                    error=error,
+                    output=output,
+                    thread_status=thread_status,
+                    values=values,
+                    interrupts=interrupts,
+                    now=utcnow(),
+                )
+            return (_row(found) if found else None), busy
         run_id, thread_id = run["run_id"], run["thread_id"]
         common = (run_id, owner, thread_id, status, hot.json_param(error), hot.json_param(output))
         async with self.db.raw() as con:

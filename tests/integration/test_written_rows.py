@@ -1,14 +1,12 @@
-"""What the run path's writes hand back is the row as stored. The Postgres statements that
-insert and finalize a run read back only the columns the database decides: the JSON ones (a
-run's kwargs and metadata, a finalize's output and error) are the caller's own values, so the
-row the caller gets must equal the one a later read returns."""
+"""What the run path's writes hand back is the row as stored. The statements that insert and
+finalize a run (Postgres's, and the embedded store's own in store/sqlite_hot.py) read back only
+the columns the database decides: the JSON ones (a run's kwargs and metadata) are the caller's
+own values, so the row the caller gets must equal the one a later read returns."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
-
-import pytest
 
 from app.store.db import Database
 from app.store.runs import Runs
@@ -44,8 +42,6 @@ async def test_an_inserted_run_is_handed_back_as_stored(clean_db: Database) -> N
 
 
 async def test_a_finished_run_is_handed_back_as_stored(clean_db: Database) -> None:
-    if not clean_db.is_postgres:
-        pytest.skip("the finalize's one statement is Postgres's")
     store = Runs(clean_db)
     thread_id = str(uuid.uuid4())
     run = await store.insert_with_thread(Threads.new_row(thread_id), _claimed(thread_id))

@@ -343,6 +343,18 @@ async def _insert_in_transaction(
     ended. `claim`: insert it claimed by this process if nothing of its thread is in flight."""
     cancelled: list[Row] = []
     ended_pending = 0
+    if c.db.lite is not None and not fresh and not idempotency_key:
+        # A SQLite file: the common case (the thread exists, nothing of it in flight or the
+        # run queues behind it) in one transaction of plain SQL; the rest as below.
+        run = await c.runs.insert_on_existing_thread(
+            thread_id,
+            run_row,
+            claim=claim,
+            enqueue=req.multitask_strategy == "enqueue",
+            metadata={"graph_id": graph_id, "assistant_id": assistant_id},
+        )
+        if run is not None:
+            return run, cancelled, ended_pending
     async with c.db.begin() as conn:
         thread = (
             None if fresh else await Threads.get_for_update(conn, thread_id, lock=c.db.is_postgres)

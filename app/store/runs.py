@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -188,6 +188,25 @@ class Runs:
         async with self.db.begin() as conn:
             await conn.execute(_INSERT_THREAD, thread_row)
             return await self.insert(conn, run_row)
+
+    async def insert_on_existing_thread(
+        self,
+        thread_id: str,
+        run_row: Callable[..., Row],
+        *,
+        claim: bool,
+        enqueue: bool,
+        metadata: dict[str, Any],
+    ) -> Row | None:
+        """A SQLite file's run on a thread that exists, with the thread's update, in one
+        transaction (SqliteHot.insert_on_thread); None when the general path must decide
+        (no such thread, or runs of it in flight and the strategy not `enqueue`)."""
+        assert self.db.lite is not None
+        async with self.db.lite_write() as lite:
+            run = lite.insert_on_thread(
+                thread_id, run_row, claim=claim, enqueue=enqueue, metadata=metadata, now=utcnow()
+            )
+        return _row(run) if run is not None else None
 
     # -- the claim ------------------------------------------------------------------------
 

@@ -88,6 +88,9 @@ class SqliteHot:
             f" RETURNING {self._runs.columns}"
         )
         self._get_run = f"SELECT {self._runs.columns} FROM runs WHERE run_id = :run_id"
+        self._get_thread = (
+            f"SELECT {self._threads.columns} FROM threads WHERE thread_id = :thread_id"
+        )
         # By id, or by graph id: then the graph's default assistant, then the oldest (as hot.py).
         self._get_assistant = (
             f"SELECT {self._assistants.columns} FROM assistants"
@@ -153,6 +156,43 @@ class SqliteHot:
             record = cursor.fetchone()
         run = self._runs.decode(record, self._inserted)
         return {"kwargs": run_row["kwargs"], "metadata": run_row["metadata"], **run}
+
+    def insert_on_thread(
+        self,
+        thread_id: str,
+        run_row: Callable[..., Row],
+        *,
+        claim: bool,
+        enqueue: bool,
+        metadata: dict[str, Any],
+        now: datetime,
+    ) -> Row | None:
+        """A run on a thread that exists, and the thread's update (busy, its metadata merged
+        with `metadata`): `run_row(thread, claimed=...)` claimed if `claim` and nothing of the
+        thread is in flight, else queued if `enqueue`. None, and nothing written, if the
+        thread does not exist or runs of it are in flight and the strategy is not `enqueue`:
+        the caller's general path then applies `if_not_exists` or the strategy."""
+        with self._transaction() as con:
+            record = con.execute(self._get_thread, {"thread_id": thread_id}).fetchone()
+            if record is None:
+                return None
+            thread = self._threads.decode(record)
+            inflight = con.execute(_INFLIGHT, {"thread_id": thread_id}).fetchone() is not None
+            if inflight and not enqueue:
+                return None
+            row = run_row(thread, claimed=claim and not inflight)
+            cursor = self._insert(con, self._runs, "runs", row, INSERTED_RUN_COLUMNS)
+            run = self._runs.decode(cursor.fetchone(), self._inserted)
+            con.execute(
+                "UPDATE threads SET status = 'busy', metadata = ?, updated_at = ?"
+                " WHERE thread_id = ?",
+                (
+                    self._threads.bind("metadata", {**(thread["metadata"] or {}), **metadata}),
+                    self._stamp(now),
+                    thread_id,
+                ),
+            )
+        return {"kwargs": row["kwargs"], "metadata": row["metadata"], **run}
 
     def claim_next(self, owner: str, lease_secs: float, now: datetime) -> Row | None:
         """The oldest eligible pending run, claimed; None if there is none (or the

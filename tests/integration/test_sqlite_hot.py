@@ -159,3 +159,44 @@ async def test_an_assistant_is_found_by_id_or_graph_as_through_sqlalchemy(lite: 
             )
         expected = assistant_row(found) if found else None
         assert await store.get(key, prefer=prefer) == expected
+
+
+async def test_a_run_on_a_thread_goes_in_with_the_threads_update(lite: Database) -> None:
+    store = Runs(lite)
+    thread_id = str(uuid.uuid4())
+    async with lite.begin() as conn:
+        await Threads.insert(conn, Threads.new_row(thread_id, {"user": "u1"}))
+
+    def build(thread: dict[str, Any], *, claimed: bool = False) -> dict[str, Any]:
+        assert thread["thread_id"] == thread_id and thread["metadata"]["user"] == "u1"
+        extra = {"status": "running", "lease_owner": "owner-1", "claims": 1} if claimed else {}
+        return pending_run(thread_id, kwargs=KWARGS, **extra)
+
+    added = {"graph_id": "g", "assistant_id": "a"}
+    first = await store.insert_on_existing_thread(
+        thread_id, build, claim=True, enqueue=False, metadata=added
+    )
+    assert first is not None and first["status"] == "running"
+    assert first == await _through_sqlalchemy(lite, first["run_id"])
+    thread = await _thread(lite, thread_id)
+    assert thread is not None and thread["status"] == "busy"
+    assert thread["metadata"] == {"user": "u1", **added}
+
+    # A run of the thread is in flight: queued behind it only if the strategy enqueues.
+    refused = await store.insert_on_existing_thread(
+        thread_id, build, claim=True, enqueue=False, metadata=added
+    )
+    assert refused is None and len(await store.list_for_thread(thread_id, **_ALL)) == 1
+    queued = await store.insert_on_existing_thread(
+        thread_id, build, claim=True, enqueue=True, metadata=added
+    )
+    assert queued is not None and queued["status"] == "pending"
+    assert queued == await _through_sqlalchemy(lite, queued["run_id"])
+
+    missing = await store.insert_on_existing_thread(
+        str(uuid.uuid4()), build, claim=True, enqueue=True, metadata=added
+    )
+    assert missing is None
+
+
+_ALL: dict[str, Any] = {"limit": 10, "offset": 0, "status": None}

@@ -343,15 +343,16 @@ async def _insert_in_transaction(
     ended. `claim`: insert it claimed by this process if nothing of its thread is in flight."""
     cancelled: list[Row] = []
     ended_pending = 0
-    if c.db.lite is not None and not fresh and not idempotency_key:
-        # A SQLite file: the common case (the thread exists, nothing of it in flight or the
-        # run queues behind it) in one transaction of plain SQL; the rest as below.
+    if (c.db.is_postgres or c.db.lite is not None) and not fresh and not idempotency_key:
+        # The common case (the thread exists, nothing of it in flight or the run queues
+        # behind it) in one transaction on the driver itself; the rest as below.
         run = await c.runs.insert_on_existing_thread(
             thread_id,
             run_row,
             claim=claim,
             enqueue=req.multitask_strategy == "enqueue",
             metadata={"graph_id": graph_id, "assistant_id": assistant_id},
+            assistant=guard,
         )
         if run is not None:
             return run, cancelled, ended_pending

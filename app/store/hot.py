@@ -85,6 +85,10 @@ RETURNING runs.*
 """
 
 GET_RUN = "SELECT * FROM runs WHERE run_id = $1"
+# A run on an existing thread starts by taking the thread's lock (runs of one thread are
+# created one at a time), and reads what the run takes from it: not its values, which can be
+# a long conversation's.
+LOCK_THREAD = "SELECT thread_id, metadata FROM threads WHERE thread_id = $1 FOR UPDATE"
 GET_RUN_ON_THREAD = "SELECT * FROM runs WHERE run_id = $1 AND thread_id = $2"
 
 

@@ -197,11 +197,36 @@ class Runs:
         claim: bool,
         enqueue: bool,
         metadata: dict[str, Any],
+        assistant: hot.AssistantGuard | None = None,
     ) -> Row | None:
-        """A SQLite file's run on a thread that exists, with the thread's update, in one
-        transaction (SqliteHot.insert_on_thread); None when the general path must decide
-        (no such thread, or runs of it in flight and the strategy not `enqueue`)."""
-        assert self.db.lite is not None
+        """A run on a thread that exists, with the thread's update, in one transaction
+        (Postgres: the thread's lock, then insert_on_locked_thread's statement, on asyncpg;
+        a SQLite file: SqliteHot.insert_on_thread); None, and nothing written, when the
+        general path must decide (no such thread, or runs of it in flight and the strategy
+        not `enqueue`). With `assistant` (Postgres), AssistantChanged if it has changed."""
+        if self.db.is_postgres:
+            async with self.db.raw() as con, con.transaction():
+                thread = await con.fetchrow(hot.LOCK_THREAD, thread_id)
+                if thread is None:
+                    return None
+                thread = dict(thread)
+                queued = run_row(thread)
+                sql, args = hot.insert_on_locked_thread(
+                    thread_id,
+                    queued,
+                    run_row(thread, claimed=True) if claim else None,
+                    enqueue=enqueue,
+                    metadata={**(thread["metadata"] or {}), **metadata},
+                    updated_at=utcnow(),
+                    assistant=assistant,
+                )
+                with hot.changed_assistant_refused(assistant):
+                    record = await con.fetchrow(sql, *args)
+            if record is None:
+                return None
+            # Both runs were built with the same JSON columns, read back as the caller gave them.
+            return {"kwargs": queued["kwargs"], "metadata": queued["metadata"], **record}
+        assert self.db.lite is not None and assistant is None
         async with self.db.lite_write() as lite:
             run = lite.insert_on_thread(
                 thread_id, run_row, claim=claim, enqueue=enqueue, metadata=metadata, now=utcnow()

@@ -88,9 +88,10 @@ class SqliteHot:
             f" RETURNING {self._runs.columns}"
         )
         self._get_run = f"SELECT {self._runs.columns} FROM runs WHERE run_id = :run_id"
-        self._get_thread = (
-            f"SELECT {self._threads.columns} FROM threads WHERE thread_id = :thread_id"
-        )
+        # What a run takes from its thread: not its values, which can be a long conversation's.
+        self._thread_of_run = ("thread_id", "metadata")
+        self._get_thread = "SELECT thread_id, metadata FROM threads WHERE thread_id = :thread_id"
+
         # By id, or by graph id: then the graph's default assistant, then the oldest (as hot.py).
         self._get_assistant = (
             f"SELECT {self._assistants.columns} FROM assistants"
@@ -176,7 +177,7 @@ class SqliteHot:
             record = con.execute(self._get_thread, {"thread_id": thread_id}).fetchone()
             if record is None:
                 return None
-            thread = self._threads.decode(record)
+            thread = self._threads.decode(record, self._thread_of_run)
             inflight = con.execute(_INFLIGHT, {"thread_id": thread_id}).fetchone() is not None
             if inflight and not enqueue:
                 return None

@@ -39,10 +39,11 @@ def _guard(key: str, row: Any, prefer: str = "") -> AssistantGuard:
     return AssistantGuard(key, prefer, row["version"], row["updated_at"])
 
 
-@pytest.fixture(params=["new thread", "existing thread"])
+@pytest.fixture(params=["new thread", "existing thread", "existing thread, on the driver"])
 def path(request: pytest.FixtureRequest) -> str:
-    """The two guarded inserts: a stateless run's thread and run in one statement, and a run
-    on a thread that exists, after its lock."""
+    """The guarded inserts: a stateless run's thread and run in one statement, and a run on a
+    thread that exists, after its lock (in a SQLAlchemy transaction, and in one of asyncpg's
+    with the lock taken there too)."""
     return request.param
 
 
@@ -58,6 +59,16 @@ async def _insert(pg: Database, row: Any, guard: AssistantGuard, path: str) -> t
             return inserted, await threads.get(thread_id) is not None
         async with pg.begin() as conn:
             await Threads.insert(conn, Threads.new_row(thread_id))
+        if path == "existing thread, on the driver":
+            inserted = await Runs(pg).insert_on_existing_thread(
+                thread_id,
+                lambda thread, claimed=False: run,
+                claim=False,
+                enqueue=True,
+                metadata={"t": 1},
+                assistant=guard,
+            )
+            return inserted, (await threads.get(thread_id))["metadata"] == {"t": 1}
         async with pg.begin() as conn:
             assert await Threads.get_for_update(conn, thread_id, lock=True) is not None
             inserted = await Runs.insert_on_locked_thread(

@@ -8,30 +8,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
-
 from app.store.db import Database
-from app.store.runs import _GET, Runs
-from app.store.runs import _row as run_row
-from app.store.tables import threads
+from app.store.runs import Runs
 from app.store.threads import Threads
-from tests.integration.rows import pending_run
+from tests.integration.rows import pending_run, run_through_sqlalchemy, thread_through_sqlalchemy
 
 KWARGS: dict[str, Any] = {"input": {"messages": [{"content": "héllo ✓", "none": None}]}}
 _ALL: dict[str, Any] = {"limit": 10, "offset": 0, "status": None}
-
-
-async def _through_sqlalchemy(db: Database, run_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
-        found = (await conn.execute(_GET, {"run_id": run_id})).mappings().one()
-    return run_row(found)
-
-
-async def _thread(db: Database, thread_id: str) -> dict[str, Any] | None:
-    async with db.read() as conn:
-        query = select(threads).where(threads.c.thread_id == thread_id)
-        found = (await conn.execute(query)).mappings().first()
-    return dict(found) if found else None
 
 
 async def test_a_run_on_a_thread_goes_in_with_the_threads_update(clean_db: Database) -> None:
@@ -50,8 +33,8 @@ async def test_a_run_on_a_thread_goes_in_with_the_threads_update(clean_db: Datab
         thread_id, build, claim=True, enqueue=False, metadata=added
     )
     assert first is not None and first["status"] == "running"
-    assert first == await _through_sqlalchemy(clean_db, first["run_id"])
-    thread = await _thread(clean_db, thread_id)
+    assert first == await run_through_sqlalchemy(clean_db, first["run_id"])
+    thread = await thread_through_sqlalchemy(clean_db, thread_id)
     assert thread is not None and thread["status"] == "busy"
     assert thread["metadata"] == {"user": "u1", **added}
 
@@ -64,7 +47,7 @@ async def test_a_run_on_a_thread_goes_in_with_the_threads_update(clean_db: Datab
         thread_id, build, claim=True, enqueue=True, metadata=added
     )
     assert queued is not None and queued["status"] == "pending"
-    assert queued == await _through_sqlalchemy(clean_db, queued["run_id"])
+    assert queued == await run_through_sqlalchemy(clean_db, queued["run_id"])
 
     missing = await store.insert_on_existing_thread(
         str(uuid.uuid4()), build, claim=True, enqueue=True, metadata=added

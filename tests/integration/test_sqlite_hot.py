@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from app.store.assistants import _GET_BY_ID_OR_GRAPH, Assistants
 from app.store.assistants import _row as assistant_row
 from app.store.db import Database, utcnow
-from app.store.runs import _GET, Runs
-from app.store.runs import _row as run_row
-from app.store.tables import threads
+from app.store.runs import Runs
 from app.store.threads import Threads
-from tests.integration.rows import pending_run
+from tests.integration.rows import pending_run, run_through_sqlalchemy, thread_through_sqlalchemy
 
 KWARGS: dict[str, Any] = {
     "input": {"messages": [{"content": "héllo ✓", "n": 3, "x": 1.5, "none": None}]},
@@ -38,28 +35,15 @@ async def lite(tmp_path: Path) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-async def _through_sqlalchemy(db: Database, run_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
-        found = (await conn.execute(_GET, {"run_id": run_id})).mappings().one()
-    return run_row(found)
-
-
-async def _thread(db: Database, thread_id: str) -> dict[str, Any] | None:
-    async with db.read() as conn:
-        query = select(threads).where(threads.c.thread_id == thread_id)
-        found = (await conn.execute(query)).mappings().first()
-    return dict(found) if found else None
-
-
-async def test_a_run_written_here_reads_the_same_through_sqlalchemy(lite: Database) -> None:
+async def test_a_run_written_here_reads_the_samerun_through_sqlalchemy(lite: Database) -> None:
     store = Runs(lite)
     thread_id = str(uuid.uuid4())
     row = pending_run(thread_id, kwargs=KWARGS, metadata={"owner": "ünit"}, priority=2)
     inserted = await store.insert_with_thread(Threads.new_row(thread_id, temporary=True), row)
-    read = await _through_sqlalchemy(lite, row["run_id"])
+    read = await run_through_sqlalchemy(lite, row["run_id"])
     assert inserted == read == await store.get(row["run_id"])
     assert read["kwargs"] == KWARGS and read["created_at"].tzinfo is not None
-    thread = await _thread(lite, thread_id)
+    thread = await thread_through_sqlalchemy(lite, thread_id)
     assert thread is not None and thread["temporary"] is True and thread["values"] is None
     assert await store.get(row["run_id"], thread_id) == read
     assert await store.get(row["run_id"], str(uuid.uuid4())) is None
@@ -75,7 +59,7 @@ async def test_a_run_written_through_sqlalchemy_is_claimed_and_ended_here(lite: 
     claimed = await store.next("owner-1", 30)
     assert claimed is not None and claimed["run_id"] == row["run_id"]
     assert claimed["status"] == "running" and claimed["attempt"] == 1 and claimed["claims"] == 1
-    assert claimed == await _through_sqlalchemy(lite, row["run_id"])
+    assert claimed == await run_through_sqlalchemy(lite, row["run_id"])
     assert claimed["lease_expires_at"] > utcnow()
     assert await store.next("owner-1", 30) is None
 
@@ -101,9 +85,9 @@ async def test_a_run_written_through_sqlalchemy_is_claimed_and_ended_here(lite: 
         interrupts={"node": [{"value": 1}]},
     )
     assert done is not None and not busy
-    assert done == await _through_sqlalchemy(lite, row["run_id"])
+    assert done == await run_through_sqlalchemy(lite, row["run_id"])
     assert done["output"] == values and done["error"] is None and done["lease_owner"] is None
-    thread = await _thread(lite, thread_id)
+    thread = await thread_through_sqlalchemy(lite, thread_id)
     assert thread is not None and thread["status"] == "interrupted"
     assert thread["values"] == values and thread["interrupts"] == {"node": [{"value": 1}]}
 
@@ -123,16 +107,22 @@ async def test_a_temporary_thread_goes_with_its_run_unless_another_waits(lite: D
     done, busy = await store.finish_settling_thread(
         claimed, "owner-1", **ended, values=None, interrupts={}
     )
-    assert done is not None and busy and await _thread(lite, thread_id) is not None
+    assert (
+        done is not None and busy and await thread_through_sqlalchemy(lite, thread_id) is not None
+    )
     second = await store.next("owner-1", 30)
     assert second is not None and second["run_id"] == waiting["run_id"]
     done, busy = await store.finish_settling_thread(
         second, "owner-1", **ended, values=None, interrupts={}
     )
-    assert done is not None and not busy and await _thread(lite, thread_id) is None
+    assert (
+        done is not None and not busy and await thread_through_sqlalchemy(lite, thread_id) is None
+    )
 
 
-async def test_an_assistant_is_found_by_id_or_graph_as_through_sqlalchemy(lite: Database) -> None:
+async def test_an_assistant_is_found_by_id_or_graph_asrun_through_sqlalchemy(
+    lite: Database,
+) -> None:
     store = Assistants(lite)
     for name in ("a", "b"):
         now = utcnow()

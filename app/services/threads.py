@@ -6,8 +6,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from app import serde
 from app.broker.base import cancel_message
 from app.container import Container
@@ -57,15 +55,14 @@ async def create(
     if ttl:
         row["ttl"] = ttl
         row["expires_at"] = expiry(ttl)
-    try:
-        async with c.db.single() as conn:  # one statement: no BEGIN and COMMIT round trips
-            return await Threads.insert(conn, row)
-    except IntegrityError:
-        if if_exists == "do_nothing":
-            found = await c.threads.get(thread_id)
-            if found is not None:
-                return found
-        raise Conflict(f"Thread with ID {thread_id} already exists") from None
+    created = await c.threads.create(row)
+    if created is not None:
+        return created
+    if if_exists == "do_nothing":
+        found = await c.threads.get(thread_id)
+        if found is not None:
+            return found
+    raise Conflict(f"Thread with ID {thread_id} already exists")
 
 
 def expiry(ttl: dict[str, Any] | None) -> datetime | None:

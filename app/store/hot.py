@@ -234,6 +234,12 @@ def _insert_pair_sql(
     )
 
 
+def insert_thread(row: Row) -> tuple[str, list[Any]]:
+    """A thread on its own (a conversation's start), read back whole: its SQL and arguments."""
+    columns, args = _params(threads, row)
+    return _insert_sql(threads, columns, True), args
+
+
 def insert_thread_and_run(
     thread_row: Row, run_row: Row, assistant: AssistantGuard | None = None
 ) -> tuple[str, list[Any]]:

@@ -149,6 +149,16 @@ class SqliteHot:
 
     # -- writes: the caller holds the write lock --------------------------------------------
 
+    def insert_thread(self, row: Row) -> Row | None:
+        """A thread on its own, as stored; None if its id is taken."""
+        try:
+            with self._transaction() as con:
+                record = self._insert(con, self._threads, "threads", row, self._threads.columns)
+                stored = record.fetchone()
+        except sqlite3.IntegrityError:
+            return None
+        return self._threads.decode(stored)
+
     def insert_thread_and_run(self, thread_row: Row, run_row: Row) -> Row:
         """A new thread and its first run; the run as stored (its JSON columns the caller's)."""
         with self._transaction() as con:

@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import hot
 from app.store.db import Database, as_utc, utcnow
 from app.store.filters import json_contains
 from app.store.runs import INFLIGHT
@@ -100,6 +103,26 @@ class Threads:
     async def insert(conn: AsyncConnection, row: Row) -> Row:
         result = await conn.execute(_INSERT, row)
         return _row(result.mappings().one())
+
+    async def create(self, row: Row) -> Row | None:
+        """A thread on its own, committed, as stored; None if its id is taken. One statement
+        on the driver itself (Postgres: asyncpg; a SQLite file: store/sqlite_hot.py)."""
+        if self.db.is_postgres:
+            sql, args = hot.insert_thread(row)
+            try:
+                async with self.db.raw() as con:
+                    return dict(await con.fetchrow(sql, *args))
+            except asyncpg.UniqueViolationError:
+                return None
+        if self.db.lite is not None:
+            async with self.db.lite_write() as lite:
+                stored = lite.insert_thread(row)
+            return _row(stored) if stored is not None else None
+        try:
+            async with self.db.begin() as conn:
+                return await self.insert(conn, row)
+        except IntegrityError:
+            return None
 
     @staticmethod
     async def get_for_update(conn: AsyncConnection, thread_id: str, *, lock: bool) -> Row | None:

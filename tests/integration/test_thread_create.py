@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,14 +17,40 @@ from app.store.db import Database
 from app.store.threads import Threads
 
 
+class _Recorded:
+    """An asyncpg connection whose statements are noted."""
+
+    def __init__(self, con: Any, keep: Any) -> None:
+        self._con, self._keep = con, keep
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._con, name)
+        if name not in ("fetchrow", "fetch", "fetchval", "execute"):
+            return call
+
+        async def noted(sql: str, *args: Any, **kwargs: Any) -> Any:
+            self._keep(None, None, sql)
+            return await call(sql, *args, **kwargs)
+
+        return noted
+
+
 @pytest.fixture
-def sent(pg: Database) -> Iterator[list[str]]:
-    """The SQL statements sent while the test runs."""
+def sent(pg: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The SQL statements sent while the test runs, through SQLAlchemy or on asyncpg."""
     statements: list[str] = []
 
     def keep(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement.lstrip().split(None, 1)[0].upper())
 
+    raw = pg.raw
+
+    @contextlib.asynccontextmanager
+    async def recorded() -> AsyncIterator[Any]:
+        async with raw() as con:
+            yield _Recorded(con, keep)
+
+    monkeypatch.setattr(pg, "raw", recorded)
     event.listen(pg.engine.sync_engine, "before_cursor_execute", keep)
     yield statements
     event.remove(pg.engine.sync_engine, "before_cursor_execute", keep)
@@ -50,3 +77,17 @@ async def test_an_id_given_is_looked_up_first(pg: Database, sent: list[str]) -> 
     assert same["metadata"] == {"a": 1}
     with pytest.raises(Conflict):
         await service.create(c, thread_id=thread_id, metadata=None, if_exists="raise")
+
+
+async def test_a_created_thread_is_handed_back_as_stored(clean_db: Database) -> None:
+    """On the driver itself (Postgres and a SQLite file alike): the row equals a later read
+    through SQLAlchemy, and an id taken already creates nothing."""
+    store = Threads(clean_db)
+    row = Threads.new_row(str(uuid.uuid4()), {"user": "ü", "n": None})
+    row.update(ttl={"ttl": 5, "strategy": "delete"}, expires_at=row["created_at"])
+    created = await store.create(row)
+    assert created is not None and created == await store.get(row["thread_id"])
+    assert created["metadata"] == {"user": "ü", "n": None} and created["values"] is None
+    assert created["temporary"] is False and created["created_at"].tzinfo is not None
+    assert await store.create(Threads.new_row(row["thread_id"], {"other": 1})) is None
+    assert (await store.get(row["thread_id"]))["metadata"] == {"user": "ü", "n": None}

@@ -85,6 +85,7 @@ RETURNING runs.*
 """
 
 GET_RUN = "SELECT * FROM runs WHERE run_id = $1"
+GET_THREAD = "SELECT * FROM threads WHERE thread_id = $1"
 # A run on an existing thread starts by taking the thread's lock (runs of one thread are
 # created one at a time), and reads what the run takes from it: not its values, which can be
 # a long conversation's.

@@ -291,6 +291,12 @@ class SqliteHot:
             ).fetchone()
         return None if record is None else self._runs.decode(record)
 
+    def get_thread(self, thread_id: str) -> Row | None:
+        record = self.con.execute(
+            f"SELECT {self._threads.columns} FROM threads WHERE thread_id = ?", (thread_id,)
+        ).fetchone()
+        return None if record is None else self._threads.decode(record)
+
     def get_assistant(self, key: str, prefer: str) -> Row | None:
         record = self.con.execute(self._get_assistant, {"key": key, "prefer": prefer}).fetchone()
         return None if record is None else self._assistants.decode(record)

@@ -131,6 +131,13 @@ class Threads:
         return _row(found) if found else None
 
     async def get(self, thread_id: str) -> Row | None:
+        if self.db.is_postgres:
+            async with self.db.raw() as con:
+                record = await con.fetchrow(hot.GET_THREAD, thread_id)
+            return dict(record) if record is not None else None
+        if self.db.lite is not None:
+            found = self.db.lite.get_thread(thread_id)
+            return _row(found) if found else None
         async with self.db.read() as conn:
             found = (await conn.execute(_GET, {"thread_id": thread_id})).mappings().first()
         return _row(found) if found else None

@@ -15,6 +15,8 @@ from app.services import threads as service
 from app.services.errors import Conflict
 from app.store.db import Database
 from app.store.threads import Threads
+from app.store.threads import _row as thread_row
+from tests.integration.rows import thread_through_sqlalchemy
 
 
 class _Recorded:
@@ -80,13 +82,14 @@ async def test_an_id_given_is_looked_up_first(pg: Database, sent: list[str]) -> 
 
 
 async def test_a_created_thread_is_handed_back_as_stored(clean_db: Database) -> None:
-    """On the driver itself (Postgres and a SQLite file alike): the row equals a later read
-    through SQLAlchemy, and an id taken already creates nothing."""
+    """On the driver itself (Postgres and a SQLite file alike): the row equals a later read,
+    on the driver and through SQLAlchemy, and an id taken already creates nothing."""
     store = Threads(clean_db)
     row = Threads.new_row(str(uuid.uuid4()), {"user": "ü", "n": None})
     row.update(ttl={"ttl": 5, "strategy": "delete"}, expires_at=row["created_at"])
     created = await store.create(row)
     assert created is not None and created == await store.get(row["thread_id"])
+    assert created == thread_row(await thread_through_sqlalchemy(clean_db, row["thread_id"]))
     assert created["metadata"] == {"user": "ü", "n": None} and created["values"] is None
     assert created["temporary"] is False and created["created_at"].tzinfo is not None
     assert await store.create(Threads.new_row(row["thread_id"], {"other": 1})) is None

@@ -73,7 +73,7 @@ class SqliteHot:
         self._threads = _Codec(threads, dialect)
         self._assistants = _Codec(assistants, dialect)
         self._inserted = tuple(n.strip('"') for n in INSERTED_RUN_COLUMNS.split(", "))
-        self._insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._insert_sql: dict[tuple[str, tuple[str, ...], str], str] = {}
         self._pick = pick_eligible(":now")
         self._claim = (
             "UPDATE runs SET status = 'running', attempt = attempt + 1, claims = claims + 1,"
@@ -137,14 +137,14 @@ class SqliteHot:
         self, con: sqlite3.Connection, codec: _Codec, table: str, row: Row, ret: str
     ) -> sqlite3.Cursor:
         names = tuple(row)
-        sql = self._insert_sql.get((table, names))
+        sql = self._insert_sql.get((table, names, ret))
         if sql is None:
             columns = ", ".join(f'"{n}"' for n in names)
             marks = ", ".join("?" * len(names))
             sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
             if ret:
                 sql += f" RETURNING {ret}"
-            self._insert_sql[(table, names)] = sql
+            self._insert_sql[(table, names, ret)] = sql
         return con.execute(sql, [codec.bind(n, row[n]) for n in names])
 
     # -- writes: the caller holds the write lock --------------------------------------------

@@ -14,9 +14,10 @@ from sqlalchemy import event
 from app.services import threads as service
 from app.services.errors import Conflict
 from app.store.db import Database
+from app.store.runs import Runs
 from app.store.threads import Threads
 from app.store.threads import _row as thread_row
-from tests.integration.rows import thread_through_sqlalchemy
+from tests.integration.rows import pending_run, thread_through_sqlalchemy
 
 
 class _Recorded:
@@ -85,6 +86,9 @@ async def test_a_created_thread_is_handed_back_as_stored(clean_db: Database) -> 
     """On the driver itself (Postgres and a SQLite file alike): the row equals a later read,
     on the driver and through SQLAlchemy, and an id taken already creates nothing."""
     store = Threads(clean_db)
+    # A stateless run's thread first: the same columns, inserted without reading them back.
+    stateless = Threads.new_row(str(uuid.uuid4()), {"user": "ü", "n": None})
+    await Runs(clean_db).insert_with_thread(stateless, pending_run(stateless["thread_id"]))
     row = Threads.new_row(str(uuid.uuid4()), {"user": "ü", "n": None})
     row.update(ttl={"ttl": 5, "strategy": "delete"}, expires_at=row["created_at"])
     created = await store.create(row)
@@ -94,3 +98,6 @@ async def test_a_created_thread_is_handed_back_as_stored(clean_db: Database) -> 
     assert created["temporary"] is False and created["created_at"].tzinfo is not None
     assert await store.create(Threads.new_row(row["thread_id"], {"other": 1})) is None
     assert (await store.get(row["thread_id"]))["metadata"] == {"user": "ü", "n": None}
+    plain = Threads.new_row(str(uuid.uuid4()))  # the stateless run's thread's columns exactly
+    created = await store.create(plain)
+    assert created is not None and created == await store.get(plain["thread_id"])

@@ -149,6 +149,19 @@ async def test_stateless_runs(client) -> None:
     assert parts[-1].data["count"] == 2
 
 
+async def test_a_conversation_after_a_stateless_run(client) -> None:
+    """A stateless run's thread and a thread made through the API go in with the same columns
+    (the embedded store once handed the second the first's statement: a 500)."""
+    assert (await client.runs.wait(None, "counter", input={"steps": 1}))["count"] == 1
+    for _ in range(2):
+        thread = await client.threads.create()
+        assert (await client.runs.wait(thread["thread_id"], "counter", input={"steps": 2}))[
+            "count"
+        ] == 2
+        settled = await client.threads.get(thread["thread_id"])
+        assert settled["status"] == "idle" and settled["values"]["count"] == 2
+
+
 async def test_stateless_runs_answer_as_if_every_step_were_saved(client) -> None:
     """A stateless run's state is saved once, when it ends: its interrupts, final values and
     checkpoint events are those of a run that saved every step."""

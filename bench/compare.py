@@ -3,7 +3,8 @@
 On a machine whose speed drifts by a factor of two from one minute to the next, two figures
 measured minutes apart say little about a change worth a few percent. This starts both servers
 at once, in the production shape (`runyard serve --workers 2`, each on a scratch database and
-Redis prefix of its own), DIR's code through PYTHONPATH (a worktree of another commit: `git
+Redis prefix of its own) or with `--shape embedded` (`runyard dev`, each on a data directory
+of its own), DIR's code through PYTHONPATH (a worktree of another commit: `git
 worktree add /tmp/base HEAD~1`), and sends them short batches of the same load in turn, ABBA
 order, so that both see the same machine. `--base-bin` runs the base side with another
 virtualenv's `runyard` (another Python, or other library versions), on this checkout's code
@@ -153,6 +154,10 @@ async def compare(sides: tuple[Side, Side], load: Load, rounds: int, runs: int) 
     return m
 
 
+def _median(values: list[float], width: int, digits: int) -> str:
+    return f"{statistics.median(values):{width}.{digits}f}" if values else f"{'–':>{width}}"
+
+
 def report(base: Side, this: Side) -> None:
     def ratios(a: list[float], b: list[float]) -> list[float]:
         return [y / x for x, y in zip(a, b, strict=True) if x]
@@ -172,16 +177,19 @@ def report(base: Side, this: Side) -> None:
             f"{side.name:12}{cpu:20.2f}{rate:10.1f}{statistics.median(side.per_client):20.3f}"
             f"{statistics.median(side.others_ms):20.2f}"
         )
+    # The embedded shape has next to no `others` (no Postgres, no Redis): a batch may show
+    # none at all, and a ratio of it none.
     print(
-        f"{'this/base':12}{statistics.median(cpu_ratios):20.3f}"
-        f"{statistics.median(rate_ratios):10.3f}{statistics.median(relative):20.3f}"
-        f"{statistics.median(others):20.3f}"
+        f"{'this/base':12}{_median(cpu_ratios, 20, 3)}{_median(rate_ratios, 10, 3)}"
+        f"{_median(relative, 20, 3)}{_median(others, 20, 3)}"
     )
     for name, values in (
         ("server CPU", cpu_ratios),
         ("server/client CPU", relative),
         ("others CPU", others),
     ):
+        if not values:
+            continue
         quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values
         print(
             f"{name} ratio quartiles: {' '.join(f'{q:.3f}' for q in quartiles)}"
@@ -195,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base-bin", type=Path, help="a virtualenv's bin folder whose runyard serves the base"
     )
+    parser.add_argument("--shape", choices=("production", "embedded"), default="production")
     parser.add_argument("--load", choices=sorted(LOADS), default="wait")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=200, help="runs per batch")
@@ -211,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
             ("base", args.base, args.base_bin or BIN),
             ("this", None, BIN),
         ):
-            uri = stack.enter_context(scratch_database())
-            prefix = stack.enter_context(redis_prefix())
-            env = {"DATABASE_URI": uri, "REDIS_URI": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
-            if path is not None:
-                env["PYTHONPATH"] = str(path.resolve())
-            server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS, bin_dir=bin_dir)
+            env = {} if path is None else {"PYTHONPATH": str(path.resolve())}
+            if args.shape == "embedded":
+                server = RunyardProcess("dev", env, bin_dir=bin_dir)
+            else:
+                uri = stack.enter_context(scratch_database())
+                prefix = stack.enter_context(redis_prefix())
+                env.update(DATABASE_URI=uri, REDIS_URI=REDIS_URL, REDIS_KEY_PREFIX=prefix)
+                server = RunyardProcess("serve", env, workers=PRODUCTION_WORKERS, bin_dir=bin_dir)
             stack.callback(server.stop)
             server.start()
             sides.append(Side(name, server))

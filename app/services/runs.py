@@ -343,7 +343,7 @@ async def _insert_in_transaction(
     ended. `claim`: insert it claimed by this process if nothing of its thread is in flight."""
     cancelled: list[Row] = []
     ended_pending = 0
-    if (c.db.is_postgres or c.db.lite is not None) and not fresh and not idempotency_key:
+    if c.db.on_driver and not fresh and not idempotency_key:
         # The common case (the thread exists, nothing of it in flight or the run queues
         # behind it) in one transaction on the driver itself; the rest as below.
         run = await c.runs.insert_on_existing_thread(

@@ -105,7 +105,7 @@ class Database:
             event.listen(self.engine.sync_engine, "checkin", _note_checkin)
         else:
             self._autocommit = self.engine
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", set_sqlite_pragmas)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -116,6 +116,12 @@ class Database:
         else:
             async with self._write_lock, self.engine.begin() as conn:
                 yield conn
+
+    @property
+    def on_driver(self) -> bool:
+        """Whether the run path's statements go on the driver itself (store/hot.py for
+        Postgres, store/sqlite_hot.py for a SQLite file), not through SQLAlchemy."""
+        return self.is_postgres or self.lite is not None
 
     @contextlib.asynccontextmanager
     async def lite_write(self) -> AsyncIterator[SqliteHot]:
@@ -282,7 +288,7 @@ def _ping_if_idle(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise exc.DisconnectionError(str(error)) from error
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from app.store.db import set_sqlite_pragmas
 from app.store.hot import INSERTED_RUN_COLUMNS, pick_eligible
 from app.store.tables import assistants, runs, threads
 
@@ -48,6 +49,7 @@ class _Codec:
         self.results: tuple[Processor, ...] = tuple(
             impls[name].result_processor(dialect, None) for name in self.names
         )
+        self._some: dict[tuple[str, ...], tuple[Processor, ...]] = {}  # by `names` decoded
 
     def bind(self, name: str, value: Any) -> Any:
         process = self.binds[name]
@@ -55,14 +57,17 @@ class _Codec:
 
     def decode(self, record: tuple[Any, ...], names: tuple[str, ...] | None = None) -> Row:
         """A record of this table's columns (`names`, all of them by default), as Python values."""
-        if names is None:
-            names, results = self.names, self.results
-        else:
-            results = tuple(self.results[self.names.index(n)] for n in names)
+        results = self.results if names is None else self._results_of(names)
         return {
             name: value if process is None else process(value)
-            for name, process, value in zip(names, results, record, strict=True)
+            for name, process, value in zip(names or self.names, results, record, strict=True)
         }
+
+    def _results_of(self, names: tuple[str, ...]) -> tuple[Processor, ...]:
+        results = self._some.get(names)
+        if results is None:
+            results = self._some[names] = tuple(self.results[self.names.index(n)] for n in names)
+        return results
 
 
 class SqliteHot:
@@ -88,9 +93,15 @@ class SqliteHot:
             f" RETURNING {self._runs.columns}"
         )
         self._get_run = f"SELECT {self._runs.columns} FROM runs WHERE run_id = :run_id"
+        self._get_run_on_thread = self._get_run + " AND thread_id = :thread_id"
+        self._get_thread = (
+            f"SELECT {self._threads.columns} FROM threads WHERE thread_id = :thread_id"
+        )
         # What a run takes from its thread: not its values, which can be a long conversation's.
         self._thread_of_run = ("thread_id", "metadata")
-        self._get_thread = "SELECT thread_id, metadata FROM threads WHERE thread_id = :thread_id"
+        self._thread_for_run = (
+            "SELECT thread_id, metadata FROM threads WHERE thread_id = :thread_id"
+        )
 
         # By id, or by graph id: then the graph's default assistant, then the oldest (as hot.py).
         self._get_assistant = (
@@ -106,9 +117,7 @@ class SqliteHot:
             con = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            con.execute("PRAGMA busy_timeout=30000")
+            set_sqlite_pragmas(con, None)
             self._con = con
         return self._con
 
@@ -184,7 +193,7 @@ class SqliteHot:
         thread does not exist or runs of it are in flight and the strategy is not `enqueue`:
         the caller's general path then applies `if_not_exists` or the strategy."""
         with self._transaction() as con:
-            record = con.execute(self._get_thread, {"thread_id": thread_id}).fetchone()
+            record = con.execute(self._thread_for_run, {"thread_id": thread_id}).fetchone()
             if record is None:
                 return None
             thread = self._threads.decode(record, self._thread_of_run)
@@ -286,15 +295,12 @@ class SqliteHot:
             record = self.con.execute(self._get_run, {"run_id": run_id}).fetchone()
         else:
             record = self.con.execute(
-                self._get_run + " AND thread_id = :thread_id",
-                {"run_id": run_id, "thread_id": thread_id},
+                self._get_run_on_thread, {"run_id": run_id, "thread_id": thread_id}
             ).fetchone()
         return None if record is None else self._runs.decode(record)
 
     def get_thread(self, thread_id: str) -> Row | None:
-        record = self.con.execute(
-            f"SELECT {self._threads.columns} FROM threads WHERE thread_id = ?", (thread_id,)
-        ).fetchone()
+        record = self.con.execute(self._get_thread, {"thread_id": thread_id}).fetchone()
         return None if record is None else self._threads.decode(record)
 
     def get_assistant(self, key: str, prefer: str) -> Row | None:

@@ -329,11 +329,10 @@ class WorkerPool:
         inflight = True
         rollback = status == "interrupted" and cancel_action == "rollback"
         temporary = bool(run["kwargs"].get("temporary"))
-        db = self.c.db
-        in_one_statement = (db.is_postgres or db.lite is not None) and not rollback
+        in_one_statement = self.c.db.on_driver and not rollback
         # The run's last checkpoint saves, stored by the finalize's own statement (Postgres).
         saves = progress.saves if progress.saves is not None and not progress.saves.stored else None
-        if saves is not None and (temporary or not in_one_statement or not db.is_postgres):
+        if saves is not None and (temporary or not in_one_statement or not self.c.db.is_postgres):
             status, error = await self._store_saves_apart(run, progress, saves, status, error)
             saves = None
         # A database restart must not lose a finished run's outcome: keep trying for a while

@@ -174,14 +174,12 @@ async def stream_graph(graph: Pregel, call: GraphCall) -> AsyncIterator[tuple[st
     """Yield (event name, payload) for every chunk the requested stream modes produce, read
     from LangGraph's `astream` (or `astream_events`) iterator."""
     kwargs = call.astream_kwargs()
+    names = ChunkNames(call.stream_modes)
     if "events" in call.stream_modes:
-        async for event in graph.astream_events(
-            call.graph_input, call.config, version="v2", **kwargs
-        ):
-            yield "events", event
+        async for pair in _with_events(graph, call, names):
+            yield pair
         return
 
-    names = ChunkNames(call.stream_modes)
     async for item in graph.astream(
         call.graph_input,
         call.config,
@@ -193,5 +191,31 @@ async def stream_graph(graph: Pregel, call: GraphCall) -> AsyncIterator[tuple[st
             namespace, mode, chunk = item
         else:
             namespace, (mode, chunk) = (), item
+        for pair in names.pairs(namespace, mode, chunk):
+            yield pair
+
+
+async def _with_events(
+    graph: Pregel, call: GraphCall, names: ChunkNames
+) -> AsyncIterator[tuple[str, Any]]:
+    """The `events` mode beside any others: LangGraph's callback events, and the other modes'
+    chunks taken from the root graph's own `on_chain_stream` events, which carry what its
+    `astream` yields (so they come in the order the graph made them, as from one stream)."""
+    root: str | None = None
+    async for event in graph.astream_events(
+        call.graph_input,
+        call.config,
+        version="v2",
+        stream_mode=sorted(call.langgraph_modes),
+        subgraphs=call.subgraphs,
+        **call.astream_kwargs(),
+    ):
+        if root is None:
+            root = event["run_id"]
+        if event["run_id"] != root or event["event"] != "on_chain_stream":
+            yield "events", event
+            continue
+        item = event["data"]["chunk"]
+        namespace, (mode, chunk) = (item[0], item[1:]) if call.subgraphs else ((), item)
         for pair in names.pairs(namespace, mode, chunk):
             yield pair

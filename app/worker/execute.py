@@ -106,6 +106,10 @@ def run_config(run: dict[str, Any]) -> dict[str, Any]:
     )
     config["metadata"] = metadata
     config["run_id"] = uuid.UUID(run["run_id"])
+    # The root run's name in the `events` stream and in traces: the graph's, as the API's
+    # users see it, where LangGraph would say "LangGraph".
+    if configurable.get("graph_id"):
+        config.setdefault("run_name", configurable["graph_id"])
     return config
 
 

@@ -380,6 +380,54 @@ async def test_events_debug_and_legacy_messages_modes(client) -> None:
     assert partials[-1] == "hello from the fake model"
 
 
+async def test_events_mode_beside_other_modes(client) -> None:
+    """With `events`, the other modes asked for still stream, each chunk where the graph made
+    it among the callback events, and the root graph's run is named after the graph."""
+    modes = ["values", "updates", "custom"]
+
+    async def run(stream_mode: list[str]) -> list:
+        thread = await client.threads.create()
+        return [
+            p
+            async for p in client.runs.stream(
+                thread["thread_id"], "counter", input={"steps": 2}, stream_mode=stream_mode
+            )
+        ]
+
+    alone, together = await run(modes), await run([*modes, "events"])
+    assert [(p.event, p.data) for p in together if p.event in modes] == [
+        (p.event, p.data) for p in alone if p.event in modes
+    ]
+    assert [p.event for p in together if p.event in modes] == [
+        "values", "custom", "updates", "values", "custom", "updates", "values"
+    ]  # fmt: skip
+    events = [p.data for p in together if p.event == "events"]
+    assert (events[0]["event"], events[0]["name"]) == ("on_chain_start", "counter")
+    assert (events[-1]["event"], events[-1]["name"]) == ("on_chain_end", "counter")
+    # The root's own stream events are the modes' chunks above, not sent twice.
+    assert not [e for e in events if e["event"] == "on_chain_stream" and e["name"] == "counter"]
+    # A tick's custom event comes while its node runs: after the node's start, before its end.
+    order = [
+        p.event if p.event != "events" else f"{p.data['event']}:{p.data['name']}" for p in together
+    ]
+    first_custom = order.index("custom")
+    assert order.index("on_chain_start:tick") < first_custom < order.index("on_chain_end:tick")
+
+    thread = await client.threads.create()
+    nested = [
+        p.event
+        async for p in client.runs.stream(
+            thread["thread_id"],
+            "nested",
+            input={"steps": 1},
+            stream_mode=["updates", "events"],
+            stream_subgraphs=True,
+        )
+    ]
+    assert nested.count("updates") == 1
+    assert [e for e in nested if e.startswith("updates|child:")]
+
+
 async def test_delete_run(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 2024
 CONFIG ?= examples/langgraph.json
 
-.PHONY: install browser dev serve test test-fast lint format clean bench-quick
+.PHONY: install browser js dev serve test test-fast lint format clean bench-quick
 
 install: $(VENV)/.installed
 
@@ -23,12 +23,15 @@ dev: install
 serve: install
 	$(BIN)/runyard serve --config $(CONFIG) --port $(PORT)
 
-test: install browser
+test: install browser js
 	$(BIN)/ruff check app tests bench migrations examples
 	$(BIN)/python -m pytest tests
 
 browser:
 	@./scripts/install-chromium
+
+js:
+	@./scripts/install-js-client
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit tests/integration
@@ -41,7 +44,7 @@ format: install
 	$(BIN)/ruff format app tests bench migrations examples
 
 clean:
-	rm -rf $(VENV) .runyard .pytest_cache .ruff_cache
+	rm -rf $(VENV) .runyard .pytest_cache .ruff_cache tests/js/node_modules
 
 # The benchmark (docs/performance.md): starts its own servers on a scratch Postgres database
 # and a Redis key prefix, checks every result, prints figures against the targets and writes

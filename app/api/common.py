@@ -22,3 +22,8 @@ async def container(request: Request) -> Container:
     # async: FastAPI calls a plain `def` dependency in a worker thread, a thread hop (and
     # two event-loop wake-ups) per request for an attribute read.
     return request.app.state.container
+
+
+def selected(row: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """Only the fields a search's `select` asks for (all when none), in the row's order."""
+    return row if not select else {k: v for k, v in row.items() if k in select}

@@ -205,6 +205,32 @@ class ThreadPrune(_Body):
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
+ThreadField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "config",
+    "status",
+    "values",
+    "interrupts",
+    "error",
+]
+RunField = Literal[
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+    "langsmith_session_name",
+]
+
+
 class ThreadSearch(_Body):
     metadata: dict[str, Any] | None = None
     values: dict[str, Any] | None = None
@@ -214,6 +240,9 @@ class ThreadSearch(_Body):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
     sort_order: Literal["asc", "desc"] = "desc"
+    select: list[ThreadField] | None = None
+    # alias -> a path into a thread's values, metadata, config or interrupts
+    extract: dict[str, str] | None = Field(default=None, max_length=10)
 
 
 class ThreadCount(_Body):

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.api.common import JSON, container
+from app.api.common import JSON, container, selected
 from app.api.models import (
     MAX_OFFSET,
     BulkCancel,
     RunCreate,
+    RunField,
     RunSearch,
     RunStatus,
     check_storable,
@@ -273,12 +274,13 @@ async def list_runs(
     limit: int = Query(10, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     status: RunStatus | None = None,
+    select: list[RunField] | None = Query(None),
     c: Container = Depends(container),
 ) -> JSON:
     rows = await service.list_for_thread(
         c, str(thread_id), limit=limit, offset=offset, status=status
     )
-    return JSON([service.public(r) for r in rows])
+    return JSON([selected(service.public(r), select) for r in rows])
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel
 
-from app.api.common import JSON, container
+from app.api.common import JSON, container, selected
 from app.api.models import (
     StateQuery,
     ThreadCount,
@@ -64,7 +64,13 @@ async def search(body: ThreadSearch, c: Container = Depends(container)) -> JSON:
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
-    return JSON([service.public(r) for r in rows])
+    found = [service.public(r) for r in rows]
+    if not body.extract:
+        return JSON([selected(t, body.select) for t in found])
+    paths = {alias: service.extract_path(path) for alias, path in body.extract.items()}
+    return JSON(
+        [{**selected(t, body.select), "extracted": service.extracted(t, paths)} for t in found]
+    )
 
 
 @router.post("/count")

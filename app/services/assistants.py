@@ -16,7 +16,7 @@ from langgraph.pregel import Pregel
 from app.agents.registry import default_assistant_id
 from app.container import Container
 from app.services import threads as thread_service
-from app.services.errors import Conflict, NotFound
+from app.services.errors import Conflict, Invalid, NotFound
 from app.store.db import utcnow
 
 Row = dict[str, Any]
@@ -65,6 +65,31 @@ async def get(c: Container, assistant_id: str) -> Row:
     if row is None:
         raise _not_found(assistant_id)
     return row
+
+
+async def for_run(c: Container, assistant_id: str) -> Row:
+    """The assistant a run names. A name that is neither an assistant's id (a UUID) nor a
+    graph's is a malformed request, answered 422 with the graphs to choose from, as
+    LangGraph's server answers it; an unknown UUID, or a graph whose assistant was deleted,
+    is a 404."""
+    try:
+        return await get(c, assistant_id)
+    except NotFound:
+        if _is_uuid(assistant_id) or assistant_id in c.registry:
+            raise
+    graphs = ", ".join(sorted(c.registry.graph_ids))
+    raise Invalid(
+        f"Invalid assistant: '{assistant_id[:80]}'. Must be either:\n"
+        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+    )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def create(

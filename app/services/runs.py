@@ -185,7 +185,7 @@ async def _create(
             assistant["updated_at"],
         )
     else:
-        assistant = await assistant_service.get(c, req.assistant_id)
+        assistant = await assistant_service.for_run(c, req.assistant_id)
         if checked:
             c.assistants.remember(req.assistant_id, assistant)
     graph_id = assistant["graph_id"]

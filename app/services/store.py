@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from langgraph.store.base import NOT_PROVIDED, BaseStore, InvalidNamespaceError, Item, NotProvided
 
-from app.services.errors import Invalid, NotFound
+from app.services.errors import Invalid
 from app.store.db import as_utc
 
 
@@ -42,11 +42,11 @@ async def put_item(
 
 async def get_item(
     store: BaseStore, namespace: list[str], key: str, *, refresh_ttl: bool | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """None for an item that is not there: LangGraph's server answers it with `null`, and
+    the clients hand that on (the JS client's `getItem` is typed `Item | null`)."""
     item = await store.aget(tuple(namespace), key, refresh_ttl=refresh_ttl)
-    if item is None:
-        raise NotFound(f"item {key!r} not found in namespace {namespace}")
-    return public(item)
+    return None if item is None else public(item)
 
 
 async def delete_item(store: BaseStore, namespace: list[str], key: str) -> None:

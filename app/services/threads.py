@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from app import serde
 from app.broker.base import cancel_message
 from app.container import Container
-from app.services.errors import Conflict, NotFound
+from app.services.errors import Conflict, Invalid, NotFound
 from app.store.db import utcnow
 from app.store.threads import Threads
 
@@ -28,6 +29,51 @@ def public(row: Row) -> Row:
         "interrupts": row["interrupts"] or {},
         "error": row["error"],
     }
+
+
+EXTRACT_ROOTS = ("config", "interrupts", "metadata", "values")
+_PATH_STEP = re.compile(r"\.?([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def extract_path(path: str) -> list[str | int]:
+    """`values.messages[-1].content` as its steps: keys, and list indexes (negative from the
+    end). Raises Invalid for a path that does not start at a thread's JSON fields."""
+    steps: list[str | int] = []
+    at = 0
+    while at < len(path):
+        step = _PATH_STEP.match(path, at)
+        if step is None or (at == 0 and path.startswith(".")):
+            raise Invalid(f"Extract path '{path[:200]}' is not a path like values.a[0].b")
+        key, index = step.groups()
+        steps.append(int(index) if index is not None else key)
+        at = step.end()
+    if not steps or steps[0] not in EXTRACT_ROOTS:
+        raise Invalid(
+            f"Extract path '{path[:200]}' must start with one of: {', '.join(EXTRACT_ROOTS)}"
+        )
+    return steps
+
+
+def extracted(row: Row, paths: dict[str, list[str | int]]) -> dict[str, Any]:
+    """Each alias's value at its path in the thread, or None where the path leads nowhere."""
+    out: dict[str, Any] = {}
+    for alias, steps in paths.items():
+        value: Any = row
+        for step in steps:
+            if (
+                isinstance(step, int)
+                and isinstance(value, list)
+                and -len(value) <= step < len(value)
+            ):
+                value = value[step]
+            elif isinstance(step, str) and isinstance(value, dict):
+                value = value.get(step)
+            else:
+                value = None
+            if value is None:
+                break
+        out[alias] = value
+    return out
 
 
 async def create(

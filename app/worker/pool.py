@@ -15,7 +15,7 @@ from sse_starlette.sse import AppStatus
 
 from app import serde
 from app.agents.hooks_check import check_hooks
-from app.agents.run_checkpointer import HandedSaves
+from app.agents.run_checkpointer import HandedSaves, RunCheckpointer
 from app.broker.base import SEQ_PER_ATTEMPT
 from app.broker.wakeups import Handoff
 from app.container import Container
@@ -295,8 +295,20 @@ class WorkerPool:
         if error is not None:
             with contextlib.suppress(Exception):
                 await emitter.emit("error", error)
+        if status == "interrupted" and active.cancel_action == "rollback":
+            await self._forget_checkpoints(run, progress)
         await read_final_state(progress, run["thread_id"])
         return await self._finalize(run, progress, status, error, active.cancel_action)
+
+    async def _forget_checkpoints(self, run: dict[str, Any], progress: Progress) -> None:
+        """A rolled-back run's checkpoints go before the thread's state is read, so that the
+        thread is settled as it was before the run (its values; idle unless that state
+        waits), as LangGraph's server leaves it."""
+        with contextlib.suppress(Exception):
+            await self.c.checkpoints.delete_run(run["thread_id"], run["run_id"])
+        saver = getattr(progress.graph, "checkpointer", None)
+        if isinstance(saver, RunCheckpointer):
+            saver.forget()  # it still holds the run's last checkpoint
 
     async def _retry(self, run: dict[str, Any], delay: float) -> bool:
         try:
@@ -403,9 +415,6 @@ class WorkerPool:
         metrics.run_finished(status, time.monotonic() - progress.started)
         if url := run["kwargs"].get("webhook"):
             self.webhooks.send(url, webhook_payload(done, progress.values), run_id=run_id)
-        if rollback:
-            with contextlib.suppress(Exception):
-                await self.c.checkpoints.delete_run(thread_id, run_id)
         self.c.outcomes.settle(run_id, done)
         progress.seq += 1
         progress.ended = True

@@ -12,7 +12,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests.support import GRAPHS, Server
+from tests.support import GRAPHS, Server, until
 
 pytestmark = pytest.mark.e2e
 
@@ -314,6 +314,30 @@ async def test_multitask_rollback(client) -> None:
     assert (await client.runs.get(tid, second["run_id"]))["status"] == "success"
 
 
+async def test_rollback_of_a_running_run_restores_its_thread(client) -> None:
+    """The run and its checkpoints go, and the thread is as it was before it: its values,
+    its state, idle (where an interrupt would have left it waiting for the rest)."""
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "counter", input={"steps": 1})
+    before = await client.threads.get(tid)
+    run = await client.runs.create(tid, "sleeper", input={"steps": 500, "delay": 0.02})
+    await _wait_status(client, tid, run["run_id"], "running")
+    await until(lambda: _state_has(client, tid, steps=500), "the run's first checkpoint")
+    await client.runs.cancel(tid, run["run_id"], wait=True, action="rollback")
+    with pytest.raises(NotFoundError):
+        await client.runs.get(tid, run["run_id"])
+    after = await client.threads.get(tid)
+    assert (after["status"], after["values"]) == ("idle", before["values"])
+    state = await client.threads.get_state(tid)
+    assert (state["values"], state["next"]) == (before["values"], [])
+
+
+async def _state_has(client, tid: str, **values: object) -> bool:
+    state = await client.threads.get_state(tid)
+    return all(state["values"].get(k) == v for k, v in values.items())
+
+
 async def test_cancel_interrupts_a_running_run(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]
@@ -428,6 +452,48 @@ async def test_events_mode_beside_other_modes(client) -> None:
     assert [e for e in nested if e.startswith("updates|child:")]
 
 
+async def test_search_select_and_extract(client) -> None:
+    """`select` keeps the fields asked for; `extract` reads paths into each thread's JSON,
+    None where a path leads nowhere, and refuses a path outside them."""
+    tag = str(uuid.uuid4())
+    thread = await client.threads.create(metadata={"tag": tag})
+    tid = thread["thread_id"]
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    await client.runs.wait(tid, "chat", input=body)
+    found = await client.threads.search(
+        metadata={"tag": tag},
+        select=["thread_id", "status"],
+        extract={
+            "last": "values.messages[-1].content",
+            "first": "values.messages[0].type",
+            "tag": "metadata.tag",
+            "beyond": "values.messages[5]",
+            "nowhere": "values.nope.x",
+        },
+    )
+    assert found == [
+        {
+            "thread_id": tid,
+            "status": "idle",
+            "extracted": {
+                "last": "hello from the fake model",
+                "first": "human",
+                "tag": tag,
+                "beyond": None,
+                "nowhere": None,
+            },
+        }
+    ]
+    with pytest.raises(UnprocessableEntityError):
+        await client.threads.search(extract={"x": "kwargs.input"})
+    with pytest.raises(UnprocessableEntityError):
+        await client.threads.search(extract={"x": "values..a"})
+    runs = await client.runs.list(tid, select=["run_id", "status"])
+    assert [set(r) for r in runs] == [{"run_id", "status"}]
+    with pytest.raises(UnprocessableEntityError):
+        await client.runs.list(tid, select=["nonsense"])
+
+
 async def test_delete_run(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]
@@ -502,7 +568,10 @@ async def test_bad_input_is_a_clear_4xx(server: Server) -> None:
             ("GET", "/threads/not-a-uuid", None, 422),
             ("GET", f"/threads/{tid}/runs/{missing}", None, 404),
             ("POST", f"/threads/{missing}/runs", {"assistant_id": "counter"}, 404),
-            ("POST", f"/threads/{tid}/runs", {"assistant_id": "nope"}, 404),
+            # A name that is no graph's is a malformed request; an unknown id, not found.
+            ("POST", f"/threads/{tid}/runs", {"assistant_id": "nope"}, 422),
+            ("POST", "/runs/wait", {"assistant_id": "nope"}, 422),
+            ("POST", f"/threads/{tid}/runs", {"assistant_id": missing}, 404),
             ("POST", f"/threads/{tid}/runs", {}, 422),
             ("POST", f"/threads/{tid}/runs", {"assistant_id": "counter", "stream_mode": "x"}, 422),
             (
@@ -529,6 +598,9 @@ async def test_bad_input_is_a_clear_4xx(server: Server) -> None:
             r = await http.request(method, path, json=body)
             assert r.status_code == status, (method, path, r.status_code, r.text)
             assert "detail" in r.json()
+        r = await http.post("/runs/stream", json={"assistant_id": "nope"})
+        assert "One of the registered graphs: " in r.json()["detail"]
+        assert "counter" in r.json()["detail"]
         r = await http.post(
             f"/threads/{tid}/runs",
             content=b"{not json",

@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.errors import NotFoundError
 
 from app.agents.config import ConfigError
 from app.store.longterm import DEFAULT_SWEEP_MINUTES, read_store_options
@@ -60,8 +60,7 @@ async def test_put_get_update_delete(client: Any, server: Server) -> None:
     assert (await client.store.get_item(ns, "prefs"))["value"] == {"theme": "light"}
 
     await client.store.delete_item(ns, "prefs")
-    with pytest.raises(NotFoundError):
-        await client.store.get_item(ns, "prefs")
+    assert await client.store.get_item(ns, "prefs") is None
     await client.store.delete_item(ns, "prefs")  # deleting what is gone is not an error
     assert (await client.store.get_item([*ns, "work"], "prefs"))["value"] == {"theme": "blue"}
 
@@ -73,12 +72,12 @@ async def test_put_with_ttl(client: Any) -> None:
     assert item["value"] == {"v": 1}
 
 
-async def test_missing_item_is_404(client: Any) -> None:
-    with pytest.raises(NotFoundError) as caught:
-        await client.store.get_item([unique_root(), "nobody"], "nothing")
-    response = caught.value.response
-    assert response.status_code == 404
-    assert "nothing" in response.json()["detail"]
+async def test_missing_item_is_null(client: Any, server: Server) -> None:
+    """As LangGraph's server answers it: 200 with `null`, not a 404."""
+    assert await client.store.get_item([unique_root(), "nobody"], "nothing") is None
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.get("/store/items", params={"namespace": "a.b", "key": "none"})
+    assert (response.status_code, response.json()) == (200, None)
 
 
 async def test_search_prefix_filter_and_paging(client: Any) -> None:
@@ -242,8 +241,7 @@ async def test_unparseable_values_are_422_and_store_nothing(client: Any) -> None
         "/store/items", json={"namespace": [root], "key": "k", "value": deep}
     )
     assert response.status_code == 422, response.text
-    with pytest.raises(NotFoundError):
-        await client.store.get_item([root], "k")
+    assert await client.store.get_item([root], "k") is None
     listed = await client.store.list_namespaces(prefix=[root])
     assert listed["namespaces"] == []
 

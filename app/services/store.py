@@ -10,7 +10,7 @@ from app.services.errors import Invalid
 from app.store.db import as_utc
 
 
-def public(item: Item) -> dict[str, Any]:
+def public(item: Item, *, found: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "namespace": list(item.namespace),
         "key": item.key,
@@ -18,10 +18,10 @@ def public(item: Item) -> dict[str, Any]:
         "created_at": as_utc(item.created_at),
         "updated_at": as_utc(item.updated_at),
     }
-    # Only a semantic search scores items; plain items keep the shape GET answers with.
-    score = getattr(item, "score", None)
-    if score is not None:
-        out["score"] = score
+    if found:
+        # A search's items carry their score, null but for a semantic search's, as
+        # LangGraph's server answers; an item read by its key has none.
+        out["score"] = getattr(item, "score", None)
     return out
 
 
@@ -72,7 +72,7 @@ async def search_items(
         offset=offset,
         refresh_ttl=refresh_ttl,
     )
-    return {"items": [public(i) for i in items]}
+    return {"items": [public(i, found=True) for i in items]}
 
 
 async def list_namespaces(

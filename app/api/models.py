@@ -238,7 +238,9 @@ class ThreadSearch(_Body):
     status: ThreadStatus | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "updated_at"
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] = (
+        "updated_at"
+    )
     sort_order: Literal["asc", "desc"] = "desc"
     select: list[ThreadField] | None = None
     # alias -> a path into a thread's values, metadata, config or interrupts

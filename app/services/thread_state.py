@@ -14,6 +14,7 @@ from app.container import Container
 from app.services.errors import Conflict, NotFound, ServiceError
 from app.services.threads import _checkpoint, get, snapshot_to_json
 from app.services.threads import delete as delete_thread
+from app.store.db import utcnow
 from app.store.threads import Threads
 
 Row = dict[str, Any]
@@ -62,6 +63,7 @@ async def mirror(c: Container, graph: Pregel, thread_id: str) -> Row | None:
         fields: dict[str, Any] = {
             "values": serde.to_jsonable(snapshot.values),
             "interrupts": interrupts,
+            "state_updated_at": utcnow(),
         }
         if current["status"] != "busy":
             fields["status"] = "interrupted" if snapshot.next else "idle"

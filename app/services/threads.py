@@ -22,6 +22,7 @@ def public(row: Row) -> Row:
         "thread_id": row["thread_id"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "state_updated_at": row.get("state_updated_at") or row["created_at"],
         "metadata": row["metadata"] or {},
         "status": row["status"],
         "config": row["config"] or {},

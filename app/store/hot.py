@@ -145,7 +145,8 @@ others AS (SELECT EXISTS ({_INFLIGHT_OTHER}) AS inflight),
 settled AS (
     UPDATE threads SET
         status = CASE WHEN others.inflight THEN 'busy' ELSE $7 END,
-        values = $8::jsonb, interrupts = $9::jsonb, error = $10::jsonb, updated_at = now()
+        values = $8::jsonb, interrupts = $9::jsonb, error = $10::jsonb, updated_at = now(),
+        state_updated_at = now()
     FROM others
     WHERE thread_id = $3 AND EXISTS (SELECT 1 FROM done)
     RETURNING 1

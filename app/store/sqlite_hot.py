@@ -276,12 +276,13 @@ class SqliteHot:
                 thread = self._threads.bind
                 con.execute(
                     'UPDATE threads SET status = ?, "values" = ?, interrupts = ?, error = ?,'
-                    " updated_at = ? WHERE thread_id = ?",
+                    " updated_at = ?, state_updated_at = ? WHERE thread_id = ?",
                     (
                         "busy" if busy else thread_status,
                         thread("values", values),
                         thread("interrupts", interrupts),
                         thread("error", error),
+                        self._stamp(now),
                         self._stamp(now),
                         thread_id,
                     ),

@@ -63,6 +63,9 @@ threads = Table(
     Column("thread_id", String(36), primary_key=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # When a run or a state update last changed its state; null until then (the API answers
+    # created_at).
+    Column("state_updated_at", Timestamp, nullable=True),
     Column("metadata", Json, nullable=False),
     Column("status", String(16), nullable=False, server_default="idle"),
     Column("values", Json, nullable=True),

@@ -45,18 +45,26 @@ _SETTLE = (
         interrupts=bindparam("s_interrupts"),
         error=bindparam("s_error"),
         updated_at=bindparam("s_now"),
+        state_updated_at=bindparam("s_now"),
     )
 )
 
 Row = dict[str, Any]
 
-SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
+SORTABLE = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+# A thread whose state never changed has no state_updated_at: it sorts by its creation.
+_SORT_COLUMNS = {
+    **{name: threads.c[name] for name in SORTABLE - {"state_updated_at"}},
+    "state_updated_at": func.coalesce(threads.c.state_updated_at, threads.c.created_at),
+}
 
 
 def _row(mapping: Any) -> Row:
     row = dict(mapping)
     row["created_at"] = as_utc(row["created_at"])
     row["updated_at"] = as_utc(row["updated_at"])
+    if row.get("state_updated_at") is not None:
+        row["state_updated_at"] = as_utc(row["state_updated_at"])
     if row.get("expires_at") is not None:
         row["expires_at"] = as_utc(row["expires_at"])
     return row
@@ -251,7 +259,7 @@ class Threads:
             query = query.where(threads.c.status == status)
         if ids:
             query = query.where(threads.c.thread_id.in_(list(ids)))
-        column = threads.c[sort_by if sort_by in SORTABLE else "created_at"]
+        column = _SORT_COLUMNS[sort_by if sort_by in SORTABLE else "created_at"]
         query = query.order_by(column.asc() if sort_order == "asc" else column.desc())
         query = query.limit(limit).offset(offset)
         async with self.db.read() as conn:

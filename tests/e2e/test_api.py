@@ -452,6 +452,34 @@ async def test_events_mode_beside_other_modes(client) -> None:
     assert [e for e in nested if e.startswith("updates|child:")]
 
 
+async def test_state_updated_at(client) -> None:
+    """When a thread's state last changed: its creation, then each run's end and each state
+    update; not a change of its metadata. Threads sort by it."""
+    tag = str(uuid.uuid4())
+    first = await client.threads.create(metadata={"tag": tag})
+    tid = first["thread_id"]
+    assert first["state_updated_at"] == first["created_at"]
+    patched = await client.threads.update(tid, metadata={"more": 1})
+    assert patched["state_updated_at"] == first["created_at"] < patched["updated_at"]
+    second = await client.threads.create(metadata={"tag": tag}, graph_id="counter")
+    await client.runs.wait(tid, "counter", input={"steps": 1})
+    after_run = await client.threads.get(tid)
+    assert after_run["state_updated_at"] > second["created_at"]
+    assert after_run["state_updated_at"] == after_run["updated_at"]
+
+    async def order() -> list[str]:
+        found = await client.threads.search(
+            metadata={"tag": tag}, sort_by="state_updated_at", sort_order="desc"
+        )
+        return [t["thread_id"] for t in found]
+
+    assert await order() == [tid, second["thread_id"]]
+    await client.threads.update_state(second["thread_id"], {"count": 7}, as_node="tick")
+    updated = await client.threads.get(second["thread_id"])
+    assert updated["state_updated_at"] > after_run["state_updated_at"]
+    assert await order() == [second["thread_id"], tid]
+
+
 async def test_search_select_and_extract(client) -> None:
     """`select` keeps the fields asked for; `extract` reads paths into each thread's JSON,
     None where a path leads nowhere, and refuses a path outside them."""

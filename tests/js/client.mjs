@@ -86,6 +86,7 @@ const scenarios = {
     const tag = `js-${Date.now()}-${Math.random()}`;
     const thread = await client.threads.create({ metadata: { tag } });
     assert.equal(thread.status, "idle");
+    assert.equal(thread.state_updated_at, thread.created_at);
     await rejects(client.threads.create({ threadId: thread.thread_id }), 409);
     const same = await client.threads.create({ threadId: thread.thread_id, ifExists: "do_nothing" });
     assert.equal(same.thread_id, thread.thread_id);

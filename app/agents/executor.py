@@ -173,7 +173,6 @@ async def run_graph(
 async def stream_graph(graph: Pregel, call: GraphCall) -> AsyncIterator[tuple[str, Any]]:
     """Yield (event name, payload) for every chunk the requested stream modes produce, read
     from LangGraph's `astream` (or `astream_events`) iterator."""
-    kwargs = call.astream_kwargs()
     names = ChunkNames(call.stream_modes)
     if "events" in call.stream_modes:
         async for pair in _with_events(graph, call, names):
@@ -185,14 +184,16 @@ async def stream_graph(graph: Pregel, call: GraphCall) -> AsyncIterator[tuple[st
         call.config,
         stream_mode=sorted(call.langgraph_modes),
         subgraphs=call.subgraphs,
-        **kwargs,
+        **call.astream_kwargs(),
     ):
-        if call.subgraphs:
-            namespace, mode, chunk = item
-        else:
-            namespace, (mode, chunk) = (), item
-        for pair in names.pairs(namespace, mode, chunk):
+        for pair in names.pairs(*_triple(item, call.subgraphs)):
             yield pair
+
+
+def _triple(item: Any, subgraphs: bool) -> Chunk:
+    """(namespace, mode, chunk) of what `astream` yields for a list of modes: with
+    `subgraphs`, that triple; without, (mode, chunk) of the root graph."""
+    return item if subgraphs else ((), *item)
 
 
 async def _with_events(
@@ -215,7 +216,5 @@ async def _with_events(
         if event["run_id"] != root or event["event"] != "on_chain_stream":
             yield "events", event
             continue
-        item = event["data"]["chunk"]
-        namespace, (mode, chunk) = (item[0], item[1:]) if call.subgraphs else ((), item)
-        for pair in names.pairs(namespace, mode, chunk):
+        for pair in names.pairs(*_triple(event["data"]["chunk"], call.subgraphs)):
             yield pair

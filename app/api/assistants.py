@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
-from app.api.common import JSON, container
+from app.api.common import JSON, container, selected
 from app.api.models import MAX_OFFSET, _Body
 from app.container import Container
 from app.services import assistants as service
@@ -137,10 +137,7 @@ async def search(body: AssistantQuery, c: Container = Depends(container)) -> JSO
     headers = {"X-Pagination-Total": str(total)}
     if body.offset + len(rows) < total and len(rows) == body.limit:
         headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    found = [_public(r) for r in rows]
-    if body.select:
-        found = [{key: a[key] for key in body.select} for a in found]
-    return JSON(found, headers=headers)
+    return JSON([selected(_public(r), body.select) for r in rows], headers=headers)
 
 
 @router.post("/count")

@@ -21,6 +21,7 @@ from tests.support import Server, production_env, until
 pytestmark = pytest.mark.e2e
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
+INSTALL = JS_DIR.parents[1] / "scripts" / "install-js-client"
 SCENARIOS = [
     "assistants",
     "threads",
@@ -36,20 +37,12 @@ SCENARIOS = [
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    """Node.js with the client installed (`make js`, or here when it was not)."""
+    """Node.js with the client installed (`make js`, or here, by the same script, when it
+    was not)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("Node.js is not installed: the JavaScript client's tests need it")
-    installed = JS_DIR / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < (
-        (JS_DIR / "package-lock.json").stat().st_mtime
-    ):
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=JS_DIR,
-            check=True,
-            timeout=300,
-        )
+    subprocess.run([INSTALL], check=True, timeout=300)
     return node
 
 

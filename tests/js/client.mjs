@@ -271,9 +271,11 @@ const scenarios = {
     const long = await client.runs.create(thread.thread_id, "sleeper", {
       input: { steps: 500, delay: 0.02 },
     });
+    // Its first checkpoint (steps 500) has `work` still to run: cancelled after it, the
+    // thread waits for the rest; cancelled before it, the thread is as the last run left it.
     await until(
-      async () => (await client.runs.get(thread.thread_id, long.run_id)).status === "running",
-      "the run to start",
+      async () => (await client.threads.getState(thread.thread_id)).values.steps === 500,
+      "the run's first checkpoint",
     );
     await client.runs.cancel(thread.thread_id, long.run_id, true);
     const cancelled = await client.runs.get(thread.thread_id, long.run_id);

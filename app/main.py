@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import __version__
 from app.agents.config import apply_environment, load_config
 from app.agents.registry import GraphRegistry
-from app.api import assistants, crons, metrics, runs, store, system, threads
+from app.api import assistants, crons, mcp, metrics, runs, store, system, threads
 from app.api.guards import ApiKeyGuard, BodyLimit
 from app.broker import create_broker
 from app.container import Container
@@ -105,7 +105,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker.kind,
     )
     try:
-        yield
+        async with mcp.serving(app.state.mcp):
+            yield
     finally:
         await pool.stop(settings.BG_JOB_SHUTDOWN_GRACE_SECS)
         await broker.close()
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    app.state.mcp = mcp.mount(app)
     # Outermost last: CORS answers preflights before the key check; the size limit runs first.
     if settings.api_keys:
         open_paths = frozenset({"/metrics"}) if settings.METRICS_PUBLIC else frozenset()

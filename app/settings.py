@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     RUNYARD_API_KEYS: str = Field(
         default="",
         description="Comma-separated API keys. Set: every route but /ok needs header x-api-key "
-        "(or ?api_key= for a browser's EventSource).",
+        "or Authorization: Bearer (or ?api_key= for a browser's EventSource).",
     )
     CORS_ALLOW_ORIGINS: str = Field(
         default="", description="Comma-separated origins browsers may call from (* for any)."

@@ -113,6 +113,13 @@ def wait_http(url: str, deadline: float, proc: subprocess.Popen | None = None) -
     raise TimeoutError(f"{url} did not answer in time")
 
 
+# The logs a failed test's report shows (tests/conftest.py): of the servers running when it
+# failed, and of those its failure stopped (their folder is gone by the time of the report).
+LIVE_SERVERS: set[Server] = set()
+LAST_WORDS: list[tuple[str, str]] = []
+LOG_TAIL = 6000
+
+
 class Server:
     """A `runyard dev` or `runyard serve` subprocess on a free port."""
 
@@ -160,7 +167,11 @@ class Server:
         except Exception:
             self.stop()
             raise RuntimeError(f"server did not start:\n{self.log()}") from None
+        LIVE_SERVERS.add(self)
         return self
+
+    def __str__(self) -> str:
+        return f"runyard {self.mode} on {self.url}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20_000:]
@@ -187,6 +198,7 @@ class Server:
         return self.proc.returncode
 
     def cleanup(self) -> None:
+        LIVE_SERVERS.discard(self)
         self.stop()
         if not os.environ.get("RUNYARD_TEST_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -194,7 +206,9 @@ class Server:
     def __enter__(self) -> Server:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and self.log_path.exists():
+            LAST_WORDS.append((str(self), self.log()[-LOG_TAIL:]))
         self.cleanup()
 
 
@@ -300,5 +314,6 @@ class PrivatePostgres:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def cleanup(self) -> None:
+        LIVE_SERVERS.discard(self)
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

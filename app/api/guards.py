@@ -43,10 +43,20 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+def _bearer(authorization: bytes | None) -> bytes | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return token.strip() or None
+
+
 class ApiKeyGuard:
-    """Header `x-api-key` (what langgraph-sdk sends), or `?api_key=` for EventSource, which
-    cannot set headers. /ok stays open for liveness probes, and the dashboard's page and static
-    files so that a browser can load it and then ask for the key."""
+    """Header `x-api-key` (what langgraph-sdk sends), `Authorization: Bearer` (what MCP clients
+    send), or `?api_key=` for EventSource, which cannot set headers. /ok stays open for
+    liveness probes, and the dashboard's page and static files so that a browser can load it
+    and then ask for the key."""
 
     def __init__(
         self, app: ASGIApp, keys: frozenset[str], open_paths: frozenset[str] = frozenset()
@@ -67,12 +77,17 @@ class ApiKeyGuard:
             or path in self.open_paths
         ):
             return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"x-api-key")
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key")
+        if given is None:
+            given = _bearer(headers.get(b"authorization"))
         if given is None and scope.get("query_string"):
             values = parse_qs(scope["query_string"].decode()).get("api_key")
             given = values[0].encode() if values else None
         if not self._allowed(given):
-            return await _reject(send, 401, "Missing or invalid API key (header x-api-key)")
+            return await _reject(
+                send, 401, "Missing or invalid API key (header x-api-key or Authorization: Bearer)"
+            )
         return await self.app(scope, receive, send)
 
 

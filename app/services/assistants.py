@@ -230,7 +230,7 @@ async def drawable(c: Container, assistant_id: str, xray: bool | int) -> dict[st
 
 async def schemas(c: Container, assistant_id: str) -> dict[str, Any]:
     row, graph = await graph_of(c, assistant_id)
-    return {"graph_id": row["graph_id"], **_schemas_of(graph)}
+    return {"graph_id": row["graph_id"], **schemas_of(graph)}
 
 
 async def subgraphs(
@@ -239,12 +239,12 @@ async def subgraphs(
     """{namespace: schemas} of the graph's subgraphs; namespaces nest as `parent|child`."""
     _, graph = await graph_of(c, assistant_id)
     return {
-        name: _schemas_of(sub)
+        name: schemas_of(sub)
         async for name, sub in graph.aget_subgraphs(namespace=namespace, recurse=recurse)
     }
 
 
-def _schemas_of(graph: Any) -> dict[str, Any]:
+def schemas_of(graph: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, getter in (
         ("input_schema", "get_input_jsonschema"),

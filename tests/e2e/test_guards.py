@@ -47,6 +47,13 @@ async def test_api_keys_guard_every_route_but_ok(guarded: Server) -> None:
             assert r.status_code == 401 and "API key" in r.json()["detail"], path
         assert (await http.get("/info", headers={"x-api-key": "wrong"})).status_code == 401
         assert (await http.get("/info", headers={"x-api-key": KEY})).status_code == 200
+        # What MCP clients send.
+        bearer = {"authorization": f"Bearer {KEY}"}
+        assert (await http.get("/info", headers=bearer)).status_code == 200
+        for wrong in ("Bearer wrong", f"Basic {KEY}", "Bearer", KEY):
+            r = await http.get("/info", headers={"authorization": wrong})
+            assert r.status_code == 401, wrong
+        assert (await http.post("/mcp", json={})).status_code == 401
     client = get_client(url=guarded.url, api_key=KEY)
     thread = await client.threads.create()
     run = await client.runs.create(thread["thread_id"], "counter", input={"steps": 2})

@@ -342,7 +342,8 @@ async def test_cancel_interrupts_a_running_run(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]
     run = await client.runs.create(tid, "sleeper", input={"steps": 500, "delay": 0.02})
-    await _wait_status(client, tid, run["run_id"], "running")
+    # Cancelled before its first checkpoint, the run would leave the thread as it was (idle).
+    await until(lambda: _state_has(client, tid, steps=500), "the run's first checkpoint")
     await client.runs.cancel(tid, run["run_id"], wait=True)
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     # The graph stopped with nodes still to run: LangGraph calls that thread interrupted.

@@ -74,10 +74,11 @@ def input_schema(graph_schema: Any) -> dict[str, Any]:
     return schema
 
 
-async def list_tools(c: Container) -> list[Tool]:
-    """Every assistant of a loaded graph, oldest first. Names are made fit for MCP; where two
-    come out the same, the older assistant keeps it and the newer takes its id's first
-    characters after it, so that every assistant can be called and no name moves."""
+async def _named(c: Container) -> list[tuple[str, Row]]:
+    """Every assistant of a loaded graph, oldest first, with its tool's name. Names are made
+    fit for MCP; where two come out the same, the older assistant keeps it and the newer
+    takes its id's first characters after it, so that every assistant can be called and no
+    name moves."""
     rows = await c.assistants.search(
         graph_id=None,
         name=None,
@@ -87,7 +88,7 @@ async def list_tools(c: Container) -> list[Tool]:
         sort_by="created_at",
         sort_order="asc",
     )
-    tools: list[Tool] = []
+    named: list[tuple[str, Row]] = []
     taken: set[str] = set()
     for row in rows:
         if row["graph_id"] not in c.registry:
@@ -97,24 +98,31 @@ async def list_tools(c: Container) -> list[Tool]:
             suffix = "_" + row["assistant_id"].replace("-", "")[:8]
             name = name[: NAME_MAX - len(suffix)] + suffix
         taken.add(name)
-        graph = await c.registry.get(row["graph_id"], row["config"] or {})
-        tools.append(
-            Tool(
-                name=name,
-                title=row["name"] or row["graph_id"],
-                description=row.get("description")
-                or f"Tool based on the {row['name'] or row['graph_id']} assistant",
-                input_schema=input_schema(schemas_of(graph)["input_schema"]),
-                assistant_id=row["assistant_id"],
-            )
-        )
-    return tools
+        named.append((name, row))
+    return named
+
+
+async def _tool(c: Container, name: str, row: Row) -> Tool:
+    title = row["name"] or row["graph_id"]
+    graph = await c.registry.get(row["graph_id"], row["config"] or {})
+    return Tool(
+        name=name,
+        title=title,
+        description=row.get("description") or f"Tool based on the {title} assistant",
+        input_schema=input_schema(schemas_of(graph)["input_schema"]),
+        assistant_id=row["assistant_id"],
+    )
+
+
+async def list_tools(c: Container) -> list[Tool]:
+    return [await _tool(c, name, row) for name, row in await _named(c)]
 
 
 async def find(c: Container, name: str) -> Tool:
-    for tool in await list_tools(c):
-        if tool.name == name:
-            return tool
+    """The tool of that name; its graph's schema is the only one built."""
+    for named, row in await _named(c):
+        if named == name:
+            return await _tool(c, name, row)
     raise UnknownTool(name)
 
 

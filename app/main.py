@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.agents.config import apply_environment, load_config
+from app.agents.config import ConfigError, apply_environment, load_config
 from app.agents.registry import GraphRegistry
 from app.api import assistants, crons, mcp, metrics, runs, store, system, threads
 from app.api.guards import ApiKeyGuard, BodyLimit
@@ -105,7 +105,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker.kind,
     )
     try:
-        async with mcp.serving(app.state.mcp):
+        async with contextlib.AsyncExitStack() as serving:
+            if app.state.mcp is not None:
+                await serving.enter_async_context(mcp.serving(app.state.mcp))
             yield
     finally:
         await pool.stop(settings.BG_JOB_SHUTDOWN_GRACE_SECS)
@@ -145,6 +147,15 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+def _mcp_enabled(settings: Settings) -> bool:
+    """Unless the config file says `"http": {"disable_mcp": true}`. A config file that cannot
+    be read is the lifespan's to report."""
+    try:
+        return load_config(settings.RUNYARD_CONFIG).mcp_enabled
+    except ConfigError:
+        return True
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
@@ -170,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
-    app.state.mcp = mcp.mount(app)
+    app.state.mcp = mcp.mount(app) if _mcp_enabled(settings) else None
     # Outermost last: CORS answers preflights before the key check; the size limit runs first.
     if settings.api_keys:
         open_paths = frozenset({"/metrics"}) if settings.METRICS_PUBLIC else frozenset()

@@ -28,10 +28,16 @@ class ProjectConfig:
     graphs: dict[str, GraphSpec]
     dependencies: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # LangGraph's `http` section; of it, Runyard reads `disable_mcp`.
+    http: dict[str, Any] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    @property
+    def mcp_enabled(self) -> bool:
+        return not self.http.get("disable_mcp", False)
 
 
 def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
@@ -63,7 +69,11 @@ def load_config(path: str | os.PathLike[str]) -> ProjectConfig:
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise ConfigError(f'"dependencies" in {file} must be a list of paths or package names')
     env = _read_env(raw.get("env"), file.parent)
-    return ProjectConfig(path=file, graphs=graphs, dependencies=deps, env=env)
+    http = raw.get("http")
+    http = {} if http is None else http
+    if not isinstance(http, dict) or not isinstance(http.get("disable_mcp", False), bool):
+        raise ConfigError(f'"http" in {file} must be an object; its "disable_mcp" true or false')
+    return ProjectConfig(path=file, graphs=graphs, dependencies=deps, env=env, http=http)
 
 
 def _read_env(value: Any, root: Path) -> dict[str, str]:

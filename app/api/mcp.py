@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
+from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from app import __version__, serde
@@ -50,21 +51,33 @@ def _result(outcome: tools.Outcome) -> types.CallToolResult:
     )
 
 
-class PostOnly:
-    """Stateless, the server never speaks first and has no session to end: no stream for a GET
-    to hold open, no DELETE to take (MCP allows a 405 for both)."""
+class Endpoint:
+    """The transport behind two checks of its own. POST only: stateless, the server never
+    speaks first and has no session to end, so no stream for a GET to hold open and no DELETE
+    to take (MCP allows a 405 for both). And an `Origin`, which only browsers send, must be
+    one of CORS_ALLOW_ORIGINS, as MCP requires against DNS rebinding: a page whose own name
+    was made to point at this server is same-origin to the browser, and neither CORS nor a
+    preflight stands in its way."""
 
-    def __init__(self, transport: StreamableHTTPASGIApp) -> None:
+    def __init__(self, transport: StreamableHTTPASGIApp, origins: list[str]) -> None:
         self.transport = transport
+        self.origins = frozenset(origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "POST":
+        origin = Headers(scope=scope).get("origin")
+        if origin is not None and origin not in self.origins and "*" not in self.origins:
+            response = JSONResponse(
+                {"detail": f"Origin {origin[:200]} is not allowed (CORS_ALLOW_ORIGINS)"},
+                status_code=403,
+            )
+        elif scope["method"] != "POST":
+            response = JSONResponse(
+                {"detail": "Method Not Allowed: send MCP messages with POST"},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+        else:
             return await self.transport(scope, receive, send)
-        response = JSONResponse(
-            {"detail": "Method Not Allowed: send MCP messages with POST"},
-            status_code=405,
-            headers={"Allow": "POST"},
-        )
         await response(scope, receive, send)
 
 
@@ -75,10 +88,15 @@ def mount(app: FastAPI) -> StreamableHTTPSessionManager:
     def container() -> Container:
         return app.state.container
 
-    async def list_tools(_: Any, __: Any) -> types.ListToolsResult:
-        return types.ListToolsResult(
-            tools=[_as_mcp(t) for t in await tools.list_tools(container())]
-        )
+    async def list_tools(
+        _: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        cursor = params.cursor if params is not None else None
+        try:
+            page, following = await tools.list_tools(container(), cursor)
+        except tools.BadCursor:
+            raise MCPError(types.INVALID_PARAMS, f"Invalid cursor: {cursor}") from None
+        return types.ListToolsResult(tools=[_as_mcp(t) for t in page], next_cursor=following)
 
     async def call_tool(_: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         c = container()
@@ -97,7 +115,7 @@ def mount(app: FastAPI) -> StreamableHTTPSessionManager:
         on_call_tool=call_tool,
     )
     manager = StreamableHTTPSessionManager(app=server, stateless=True, json_response=True)
-    endpoint = PostOnly(StreamableHTTPASGIApp(manager))
+    endpoint = Endpoint(StreamableHTTPASGIApp(manager), app.state.settings.cors_origins)
     for path in PATHS:
         app.add_route(path, endpoint, include_in_schema=False)
     return manager

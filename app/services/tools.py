@@ -19,8 +19,10 @@ from app.services.runs import RunRequest
 
 Row = dict[str, Any]
 
-# Assistants are few; a server with more lists the oldest this many.
-MAX_TOOLS = 1000
+# Assistants are few; a server with more offers the oldest this many.
+MAX_TOOLS = 10_000
+# Tools listed at once; a listing goes on from its cursor (the next one's position).
+PAGE = 100
 # What MCP allows in a tool's name (1 to 128 of these characters).
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]+")
 NAME_MAX = 128
@@ -114,8 +116,21 @@ async def _tool(c: Container, name: str, row: Row) -> Tool:
     )
 
 
-async def list_tools(c: Container) -> list[Tool]:
-    return [await _tool(c, name, row) for name, row in await _named(c)]
+class BadCursor(ValueError):
+    pass
+
+
+async def list_tools(c: Container, cursor: str | None = None) -> tuple[list[Tool], str | None]:
+    """A page of the tools, from `cursor` (None: the first), and the next page's cursor (None
+    after the last); only this page's graphs' schemas are built."""
+    start = 0
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise BadCursor(cursor)
+        start = int(cursor)
+    named = await _named(c)
+    page = [await _tool(c, name, row) for name, row in named[start : start + PAGE]]
+    return page, str(start + PAGE) if start + PAGE < len(named) else None
 
 
 async def find(c: Container, name: str) -> Tool:

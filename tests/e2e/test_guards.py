@@ -54,6 +54,12 @@ async def test_api_keys_guard_every_route_but_ok(guarded: Server) -> None:
             r = await http.get("/info", headers={"authorization": wrong})
             assert r.status_code == 401, wrong
         assert (await http.post("/mcp", json={})).status_code == 401
+        # A listed origin may call the MCP endpoint; another may not (DNS rebinding).
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        mcp_headers = {**bearer, "accept": "application/json, text/event-stream"}
+        for origin, status in (("https://app.example", 200), ("https://other.example", 403)):
+            r = await http.post("/mcp", json=ping, headers={**mcp_headers, "origin": origin})
+            assert r.status_code == status, (origin, r.text)
     client = get_client(url=guarded.url, api_key=KEY)
     thread = await client.threads.create()
     run = await client.runs.create(thread["thread_id"], "counter", input={"steps": 2})

@@ -107,6 +107,9 @@ async def test_the_transport(embedded: Server) -> None:
             r = await http.post(path, json=ping, headers=ACCEPT)
             assert r.status_code == 200, (path, r.text)
             assert r.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+        # A browser's page, unless CORS_ALLOW_ORIGINS lists it (DNS rebinding).
+        r = await http.post("/mcp", json=ping, headers={**ACCEPT, "origin": "http://evil.test"})
+        assert r.status_code == 403 and "http://evil.test" in r.json()["detail"]
         # Stateless: no stream to open, no session to end.
         assert (await http.get("/mcp", headers=ACCEPT)).status_code == 405
         r = await http.post("/mcp", json=ping, headers={"accept": "text/html"})

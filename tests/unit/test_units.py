@@ -57,6 +57,7 @@ def test_config_file_loads_graphs_and_env(tmp_path: Path) -> None:
     registry = GraphRegistry(config)
     registry.load()
     assert "counter" in registry and "nope" not in registry
+    assert config.mcp_enabled
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,8 @@ def test_config_file_loads_graphs_and_env(tmp_path: Path) -> None:
         ('{"graphs": {}}', '"graphs"'),
         ('{"graphs": {"g": "file.py"}}', "lacks"),
         ('{"graphs": {"g": "./missing.py:graph"}}', "not found"),
+        ('{"graphs": {"g": "./a.py:g"}, "http": []}', '"http"'),
+        ('{"graphs": {"g": "./a.py:g"}, "http": {"disable_mcp": "yes"}}', "disable_mcp"),
     ],
 )
 def test_config_errors_say_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +111,29 @@ def wait_http(url: str, deadline: float, proc: subprocess.Popen | None = None) -
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer in time")
+
+
+@contextlib.asynccontextmanager
+async def in_process(
+    config: Path, data: Path, database_uri: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in this process (its lifespan run: one worker, no Redis), and a client
+    over ASGI: for tests that patch the server's code."""
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings(
+        DATABASE_URI=database_uri,
+        REDIS_URI=None,
+        RUNYARD_CONFIG=str(config),
+        RUNYARD_DATA_DIR=str(data),
+        N_JOBS_PER_WORKER=1,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://runyard") as http:
+            yield http
 
 
 # The logs a failed test's report shows (tests/conftest.py): of the servers running when it

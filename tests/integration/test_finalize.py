@@ -20,13 +20,12 @@ import pytest
 from sqlalchemy import text
 
 from app.agents import save_queue
-from app.main import create_app
 from app.settings import Settings
 from app.store.db import Database, refuses_data
 from app.store.pg_saver import PostgresSaver
 from app.store.runs import Runs
 from app.worker import pool
-from tests.support import GRAPHS, postgres_database
+from tests.support import GRAPHS, in_process, postgres_database
 
 
 @pytest.fixture
@@ -45,17 +44,8 @@ async def client(
     monkeypatch.setattr(save_queue, "LINGER_SECS", 60.0)
     # A finalize that can never succeed gives up soon (the run is then left running).
     monkeypatch.setattr(pool, "FINALIZE_RETRY_SECS", 3.0)
-    settings = Settings(
-        DATABASE_URI=fresh_pg_uri,
-        RUNYARD_CONFIG=str(GRAPHS),
-        RUNYARD_DATA_DIR=str(tmp_path),
-        N_JOBS_PER_WORKER=1,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://runyard") as http:
-            yield http
+    async with in_process(GRAPHS, tmp_path, fresh_pg_uri) as http:
+        yield http
 
 
 @pytest.fixture

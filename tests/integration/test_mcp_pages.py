@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,34 +11,16 @@ import httpx
 import orjson
 import pytest
 
-from app.main import create_app
 from app.services import tools
-from app.settings import Settings
-from tests.support import GRAPHS
+from tests.support import GRAPHS, in_process
 
 ACCEPT = {"accept": "application/json, text/event-stream"}
-
-
-@contextlib.asynccontextmanager
-async def serving(config: Path, data: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        DATABASE_URI=None,
-        REDIS_URI=None,
-        RUNYARD_CONFIG=str(config),
-        RUNYARD_DATA_DIR=str(data),
-        N_JOBS_PER_WORKER=1,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://runyard") as client:
-            yield client
 
 
 @pytest.fixture
 async def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     monkeypatch.setattr(tools, "PAGE", 4)
-    async with serving(GRAPHS, tmp_path) as client:
+    async with in_process(GRAPHS, tmp_path) as client:
         yield client
 
 
@@ -87,7 +68,7 @@ async def test_the_config_file_can_turn_mcp_off(tmp_path: Path) -> None:
     config["http"] = {"disable_mcp": True}
     path = tmp_path / "langgraph.json"
     path.write_bytes(orjson.dumps(config))
-    async with serving(path, tmp_path / "data") as http:
+    async with in_process(path, tmp_path / "data") as http:
         ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         assert (await http.post("/mcp", json=ping, headers=ACCEPT)).status_code == 404
         assert (await http.get("/ok")).status_code == 200

@@ -1,7 +1,8 @@
-"""The official JavaScript client (`@langchain/langgraph-sdk` on Node.js) against Runyard:
-the scenarios of tests/js/client.mjs on the embedded server, the production one, and an
-API-only process whose runs execute elsewhere; and a stream that goes on, every event once,
-when the process serving it is killed (the client reconnects by itself)."""
+"""The official JavaScript clients (`@langchain/langgraph-sdk`, and `@modelcontextprotocol/sdk`
+for the MCP endpoint, on Node.js) against Runyard: the scenarios of tests/js/client.mjs on the
+embedded server, the production one, and an API-only process whose runs execute elsewhere;
+and a stream that goes on, every event once, when the process serving it is killed (the
+client reconnects by itself)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ SCENARIOS = [
     "errors",
     "store",
     "crons",
+    "mcp",
 ]
 
 
@@ -64,7 +66,7 @@ def test_scenario(node: str, server: Server, scenario: str) -> None:
     run_scenario(node, scenario, server.url)
 
 
-@pytest.mark.parametrize("scenario", ["streams", "background", "interrupts"])
+@pytest.mark.parametrize("scenario", ["streams", "background", "interrupts", "mcp"])
 def test_scenario_across_processes(node: str, api_only: Server, scenario: str) -> None:
     """Served by a process that runs nothing: every stream, join, resume and cancel of
     these scenarios crosses to the production server's workers."""

@@ -1,9 +1,12 @@
-// The official JavaScript client (@langchain/langgraph-sdk) against a running Runyard:
-// `node client.mjs <scenario> <server url> [arguments]`. Each scenario asserts what a
+// The official JavaScript clients (@langchain/langgraph-sdk, and @modelcontextprotocol/sdk for
+// the MCP endpoint) against a running Runyard: `node client.mjs <scenario> <server url>
+// [arguments]`. Each scenario asserts what a
 // user of the client relies on and exits non-zero on the first failure; the pytest side
 // (tests/e2e/test_js_client.py) starts the servers and reads what a scenario prints.
 import assert from "node:assert/strict";
 import { Client } from "@langchain/langgraph-sdk";
+import { Client as McpClient } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [scenario, apiUrl, ...args] = process.argv.slice(2);
 const client = new Client({ apiUrl });
@@ -437,6 +440,36 @@ const scenarios = {
     await client.crons.delete(stateless.cron_id);
     await client.crons.delete(cron.cron_id);
     assert.equal(await client.crons.count({ threadId: thread.thread_id }), 0);
+  },
+
+  // The assistants as tools, through the MCP client most MCP hosts are built on.
+  async mcp() {
+    const mcp = new McpClient({ name: "runyard-tests", version: "1" });
+    await mcp.connect(new StreamableHTTPClientTransport(new URL(`${apiUrl}/mcp`)));
+    try {
+      const { tools } = await mcp.listTools();
+      const counter = tools.find((t) => t.name === "counter");
+      assert.equal(counter.inputSchema.properties.steps.type, "integer");
+      const chat = tools.find((t) => t.name === "chat");
+      assert.equal(chat.inputSchema.properties.messages.type, "string");
+
+      const counted = await mcp.callTool({ name: "counter", arguments: { steps: 2 } });
+      assert.equal(counted.isError, false);
+      assert.equal(counted.structuredContent.count, 2);
+      assert.deepEqual(JSON.parse(counted.content[0].text), counted.structuredContent);
+      const chatted = await mcp.callTool({ name: "chat", arguments: { messages: "hello" } });
+      assert.equal(chatted.structuredContent.messages.at(-1).content, "hello from the fake model");
+
+      const failed = await mcp.callTool({ name: "boom", arguments: { messages: "hi" } });
+      assert.equal(failed.isError, true);
+      assert.equal(failed.content[0].text, "ValueError: the agent failed on purpose");
+      await assert.rejects(mcp.callTool({ name: "no-such-tool", arguments: {} }), (error) => {
+        assert.equal(error.code, -32602);
+        return true;
+      });
+    } finally {
+      await mcp.close();
+    }
   },
 
   // Streams a long run and says how far it got, so the test can kill the process serving

@@ -73,6 +73,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+# Settings of newer Gunicorn releases than the oldest supported, left out where unknown.
+OPTIONAL = frozenset({"control_socket_disable"})
+
+
 def gunicorn_options(args: argparse.Namespace, grace_secs: float, log_level: str) -> dict[str, Any]:
     return {
         "bind": f"{args.host}:{args.port}",
@@ -86,6 +90,10 @@ def gunicorn_options(args: argparse.Namespace, grace_secs: float, log_level: str
         "errorlog": "-",
         "loglevel": log_level.lower(),
         "proc_name": "runyard",
+        # Gunicorn 25.1+ opens a control socket at one path per user ($HOME/.gunicorn), for
+        # `gunicornc` to scale, reload or stop it: every server of the user on the machine
+        # would share that path, and Runyard's workers are not to be scaled from outside.
+        "control_socket_disable": True,
     }
 
 
@@ -116,7 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in options.items():
-                if value is not None:
+                if value is not None and (key in self.cfg.settings or key not in OPTIONAL):
                     self.cfg.set(key, value)
 
         def load(self) -> Any:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
@@ -266,3 +267,14 @@ async def test_runs_and_threads_commands_in_embedded_mode() -> None:
         doctor = await asyncio.to_thread(runyard, env, "doctor", "--config", str(GRAPHS))
         assert doctor.returncode == 0, doctor.stdout
         assert "at head" in line_of(doctor.stdout, "OK    migrations")
+
+
+def test_serve_opens_no_control_socket(stack: tuple[Server, dict[str, str]]) -> None:
+    """Gunicorn's control socket (one path per user, for `gunicornc` to scale or stop the
+    server) stays shut: every server of the machine's user would share it."""
+    server, _ = stack
+    assert server.proc is not None
+    master = psutil.Process(server.proc.pid)
+    sockets = [c.laddr for c in master.net_connections(kind="unix")]
+    assert not any("gunicorn.ctl" in str(path) for path in sockets), sockets
+    assert "Control socket" not in server.log()

@@ -84,7 +84,10 @@ class ChunkNames:
 
     def __init__(self, stream_modes: list[str]) -> None:
         self._tuple_messages = "messages-tuple" in stream_modes
-        self._legacy = _LegacyMessages() if "messages" in stream_modes else None
+        # Asked for both, the tuples alone go out, as from LangGraph's server: both are the
+        # messages of one LangGraph mode, and a client reads them under one event name.
+        legacy = "messages" in stream_modes and not self._tuple_messages
+        self._legacy = _LegacyMessages() if legacy else None
 
     def pairs(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> list[tuple[str, Any]]:
         suffix = "|" + "|".join(namespace) if namespace else ""

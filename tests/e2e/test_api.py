@@ -219,6 +219,23 @@ async def test_messages_tuple_stream(client) -> None:
     assert chunk["type"] in ("AIMessageChunk", "ai")
 
 
+async def test_messages_and_messages_tuple_together_send_the_tuples(client) -> None:
+    """As LangGraph's server answers it: the tuples alone, not the partial messages too."""
+    parts = [
+        p
+        async for p in client.runs.stream(
+            None,
+            "chat",
+            input={"messages": [{"role": "user", "content": "hi"}]},
+            stream_mode=["messages", "messages-tuple"],
+        )
+    ]
+    names = {p.event for p in parts}
+    assert names == {"metadata", "messages"}, names
+    text = "".join(p.data[0]["content"] for p in parts if p.event == "messages")
+    assert text == "hello from the fake model"
+
+
 async def test_subgraph_events_are_namespaced(client) -> None:
     thread = await client.threads.create()
     parts = [

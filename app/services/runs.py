@@ -239,7 +239,15 @@ async def _create(
             "created_at": now,
             "updated_at": now,
             "status": "pending",
-            "metadata": req.metadata or {},
+            # As LangGraph's server records it: the assistant's metadata, the thread's, which
+            # graph and assistant, and the request's own, which wins.
+            "metadata": {
+                **(assistant["metadata"] or {}),
+                **(thread["metadata"] or {}),
+                "graph_id": graph_id,
+                "assistant_id": assistant["assistant_id"],
+                **(req.metadata or {}),
+            },
             "kwargs": kwargs,
             "multitask_strategy": req.multitask_strategy,
             "priority": req.priority,

@@ -199,6 +199,33 @@ async def test_stateless_thread_goes_unless_kept(server: Server) -> None:
         assert state["values"]["count"] == 3
 
 
+async def test_a_runs_metadata_gathers_its_assistants_and_threads(client) -> None:
+    """As LangGraph's server records it: the assistant's metadata, the thread's, the graph and
+    the assistant, and the request's own, which wins."""
+    assistant = await client.assistants.create("counter", metadata={"team": "x"})
+    try:
+        thread = await client.threads.create(metadata={"tm": "1"})
+        run = await client.runs.create(
+            thread["thread_id"],
+            assistant["assistant_id"],
+            input={"steps": 1},
+            metadata={"via": "y", "team": "mine"},
+        )
+        expected = {
+            "team": "mine",
+            "tm": "1",
+            "graph_id": "counter",
+            "assistant_id": assistant["assistant_id"],
+            "via": "y",
+        }
+        assert run["metadata"] == expected
+        await client.runs.join(thread["thread_id"], run["run_id"])
+        got = await client.runs.get(thread["thread_id"], run["run_id"])
+        assert got["metadata"] == expected
+    finally:
+        await client.assistants.delete(assistant["assistant_id"])
+
+
 async def test_messages_tuple_stream(client) -> None:
     thread = await client.threads.create()
     parts = [

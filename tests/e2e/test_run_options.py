@@ -126,7 +126,7 @@ async def test_batch_of_stateless_runs(client) -> None:
     )
     assert len(runs) == 3 and len({r["run_id"] for r in runs}) == 3
     for r in runs:
-        assert r["metadata"] == {"batch": tag}
+        assert r["metadata"]["batch"] == tag and r["metadata"]["graph_id"] == "counter"
         assert (await client.runs.join(r["thread_id"], r["run_id"]))["count"] in (1, 2, 3)
 
 

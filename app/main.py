@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.agents.config import ConfigError, apply_environment, load_config
+from app.agents.config import ConfigError, ProjectConfig, apply_environment, load_config
 from app.agents.registry import GraphRegistry
 from app.api import assistants, crons, mcp, metrics, runs, store, system, threads
 from app.api.guards import ApiKeyGuard, BodyLimit
@@ -42,7 +42,8 @@ def configure_logging(level: str, json: bool = False) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    project = load_config(settings.RUNYARD_CONFIG)
+    # Read by create_app; read here when it could not be, to stop the start with its error.
+    project = app.state.project or load_config(settings.RUNYARD_CONFIG)
     apply_environment(project)
     registry = GraphRegistry(project)
     registry.load()
@@ -147,13 +148,13 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
-def _mcp_enabled(settings: Settings) -> bool:
-    """Unless the config file says `"http": {"disable_mcp": true}`. A config file that cannot
-    be read is the lifespan's to report."""
+def _readable_config(settings: Settings) -> ProjectConfig | None:
+    """The config file, which decides routes (`"http": {"disable_mcp": true}`); None when it
+    cannot be read, which the lifespan then reports."""
     try:
-        return load_config(settings.RUNYARD_CONFIG).mcp_enabled
+        return load_config(settings.RUNYARD_CONFIG)
     except ConfigError:
-        return True
+        return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -181,7 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
-    app.state.mcp = mcp.mount(app) if _mcp_enabled(settings) else None
+    app.state.project = project = _readable_config(settings)
+    app.state.mcp = mcp.mount(app) if project is None or project.mcp_enabled else None
     # Outermost last: CORS answers preflights before the key check; the size limit runs first.
     if settings.api_keys:
         open_paths = frozenset({"/metrics"}) if settings.METRICS_PUBLIC else frozenset()

@@ -181,7 +181,7 @@ async def call(c: Container, tool: Tool, arguments: dict[str, Any]) -> Outcome:
     status, output = final["status"], final.get("output")
     # A run that stopped at an interrupt answers its state and the interrupt, as `wait` does.
     if status == "success" or (isinstance(output, dict) and "__interrupt__" in output):
-        return Outcome(serde.to_jsonable(output or {}))
+        return Outcome(run_service.wait_output(final))
     error = final.get("error") or {}
     if status in ("error", "timeout") and error:
         kind, message = error.get("error"), error.get("message")
